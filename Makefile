@@ -1,0 +1,34 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# Both create .venv and install the project into it first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch/torchvision first, pinned, so no other dependency pulls a different build.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?= -m "not slow"
+
+.PHONY: setup demo test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The 9-cell grid (SGD/SAM/GSAM x constant/batch/cosine) on scikit-learn's digits, on the CPU.
+demo: setup
+	$(PY) launch.py -m experiment=demo
+	$(PY) -m analysis results/demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) results outputs multirun .pytest_cache

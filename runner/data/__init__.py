@@ -1,0 +1,35 @@
+"""Datasets for the runner: files in their official formats → tensors, PIL datasets and loaders.
+
+- `load_tensors(dataset_cfg, split)`: uint8 N×C×H×W images + int64 labels of an
+  in-memory dataset (cifar10, cifar100, tiny_imagenet, digits, synthetic), the
+  input of `runner.device_loader`.
+- `build_dataset(dataset_cfg, split, augment)`: the torchvision path (PIL
+  transforms) for every dataset, ImageNet included.
+- `build_loader(dataset, batch_size, ...)`: a seeded DataLoader for that path.
+- `mixup_cutmix(settings, num_classes)`: the ViT recipe's batch-level mixing.
+- `check_available(dataset_cfg)`: the config-time check that the data exists.
+"""
+
+from .api import DATASETS, IN_MEMORY, build_dataset, check_available, is_in_memory, load_tensors
+from .common import DatasetUnavailableError
+from .loader import SeededBatchSampler, SeededLoader, build_loader, epoch_generator
+from .memory import InMemoryImages
+from .transforms import AUGMENTATIONS, build_transform, mixup_cutmix
+
+__all__ = [
+    "AUGMENTATIONS",
+    "DATASETS",
+    "IN_MEMORY",
+    "DatasetUnavailableError",
+    "InMemoryImages",
+    "SeededBatchSampler",
+    "SeededLoader",
+    "build_dataset",
+    "build_loader",
+    "build_transform",
+    "check_available",
+    "epoch_generator",
+    "is_in_memory",
+    "load_tensors",
+    "mixup_cutmix",
+]

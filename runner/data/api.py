@@ -1,0 +1,113 @@
+"""The data layer's entry points: `load_tensors`, `build_dataset`, `check_available`.
+
+A table maps each `dataset.name` to how it is read; the functions here are the
+only place that branches on the name, so adding a dataset is one entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from . import cifar, digits, imagenet, synthetic, tiny_imagenet
+from .common import DatasetUnavailableError, check_split, check_tensors, dataset_name, setting
+from .memory import InMemoryImages
+from .transforms import build_transform
+
+TensorLoader = Callable[[Mapping[str, Any], str], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """How one dataset is read: into memory (`load`) or file by file (imagenet), and where its files live."""
+
+    load: TensorLoader | None  # None: too large for memory, torchvision path only
+    folder: Callable[[Mapping[str, Any]], Path] | None  # None: nothing on disk (generated / shipped)
+    downloadable: bool
+
+
+DATASETS: dict[str, DatasetKind] = {
+    "cifar10": DatasetKind(cifar.load_cifar, cifar.data_folder, downloadable=True),
+    "cifar100": DatasetKind(cifar.load_cifar, cifar.data_folder, downloadable=True),
+    "tiny_imagenet": DatasetKind(tiny_imagenet.load_tiny_imagenet, tiny_imagenet.data_folder, downloadable=True),
+    "imagenet": DatasetKind(None, imagenet.data_folder, downloadable=False),
+    "digits": DatasetKind(digits.load_digits_tensors, None, downloadable=False),
+    "synthetic": DatasetKind(synthetic.load_synthetic, None, downloadable=False),
+}
+IN_MEMORY = tuple(name for name, kind in DATASETS.items() if kind.load is not None)
+
+
+def _kind(dataset_cfg: Mapping[str, Any]) -> DatasetKind:
+    name = dataset_name(dataset_cfg)
+    if name not in DATASETS:
+        raise ValueError(f"dataset.name={name!r} is unknown; valid: {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def is_in_memory(dataset_cfg: Mapping[str, Any]) -> bool:
+    """Whether `load_tensors` serves this dataset (so the device loader can)."""
+    return _kind(dataset_cfg).load is not None
+
+
+def check_available(dataset_cfg: Mapping[str, Any]) -> None:
+    """Fail fast, before any work, when the data folder is missing and cannot be downloaded.
+
+    Only looks at the folder (cheap); a folder with missing or corrupted files
+    is reported by the loaders with the file's name.
+    """
+    kind = _kind(dataset_cfg)
+    if kind.folder is None:
+        return
+    folder = kind.folder(dataset_cfg)
+    download = bool(setting(dataset_cfg, "download", False))
+    if folder.is_dir() or (download and kind.downloadable):
+        return
+    name = dataset_name(dataset_cfg)
+    if kind.downloadable:
+        hint = "set dataset.download=true or point dataset.root at the folder that holds it"
+    else:
+        hint = f"{name} cannot be downloaded automatically; point dataset.root at your copy"
+    raise DatasetUnavailableError(f"dataset {name}: data folder {folder} does not exist and download is off; {hint}")
+
+
+def load_tensors(dataset_cfg: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole split as (uint8 N×C×H×W images, int64 N labels), checked against the config."""
+    kind = _kind(dataset_cfg)
+    check_split(split)
+    if kind.load is None:
+        raise ValueError(
+            f"dataset {dataset_name(dataset_cfg)} does not fit in memory as one tensor; "
+            "use build_dataset (dataset.loader=torchvision) instead"
+        )
+    images, labels = kind.load(dataset_cfg, split)
+    return check_tensors(dataset_cfg, split, images, labels)
+
+
+def build_dataset(dataset_cfg: Mapping[str, Any], split: str, augment: bool) -> Dataset:
+    """The torchvision path: a Dataset of (normalised float C×H×W tensor, int label).
+
+    `augment=True` applies the `dataset.augment` recipe to the train split; the
+    test split is never augmented.
+    """
+    kind = _kind(dataset_cfg)
+    transform = build_transform(dataset_cfg, train=check_split(split) == "train", augment=augment)
+    if kind.load is None:
+        return imagenet.open_imagenet(dataset_cfg, split, transform)
+    images, labels = load_tensors(dataset_cfg, split)
+    return InMemoryImages(images, labels, transform)
+
+
+__all__ = [
+    "DATASETS",
+    "IN_MEMORY",
+    "DatasetUnavailableError",
+    "build_dataset",
+    "check_available",
+    "is_in_memory",
+    "load_tensors",
+]
