@@ -1,0 +1,36 @@
+"""From result.json records to the paper's tables, a comparison with the paper, and figures.
+
+    python -m analysis results/demo            # print the tables, write results/demo/analysis/
+
+In a notebook:
+
+    import analysis
+    runs = analysis.load_runs("results")                 # one row per run
+    table = analysis.paper_table(runs, "cifar10", "resnet18")
+    table                                                # renders as Markdown
+    analysis.compare_with_paper(runs, "cifar10", "resnet18")
+    analysis.check_claims(runs, "cifar10", "resnet18")
+
+Values are `mean ± std` over seeds with the sample standard deviation
+(ddof=1); a cell with one seed shows its value alone. Failed, diverged and
+unreadable records never enter a mean; `load_results(root).problems` lists them.
+"""
+
+from .claims import Claim, check_claims, claims_for
+from .columns import read_runs_csv, write_runs_csv
+from .figures import plot_curves, plot_table, save_figure
+from .load import LoadedRuns, completed, load_results, load_runs
+from .paper import compare_with_paper, reported_results, reported_value
+from .problems import Problem, summarize_problems
+from .render import to_latex, to_markdown
+from .report import Report, build_report, report_markdown
+from .stats import cell_stats, table_keys
+from .tables import Table, paper_table
+
+__all__ = [
+    "Claim", "LoadedRuns", "Problem", "Report", "Table",
+    "build_report", "cell_stats", "check_claims", "claims_for", "compare_with_paper", "completed",
+    "load_results", "load_runs", "paper_table", "plot_curves", "plot_table", "read_runs_csv",
+    "report_markdown", "reported_results", "reported_value", "save_figure", "summarize_problems",
+    "table_keys", "to_latex", "to_markdown", "write_runs_csv",
+]

@@ -1,0 +1,133 @@
+"""`python -m analysis FOLDER` / `sam-analysis FOLDER`: tables, comparison, claims and figures.
+
+Reads every result.json below FOLDER (a results root, a sweep folder or one
+run folder), prints the Markdown report, and writes to --out (default
+FOLDER/analysis):
+
+    tables.md                          every table, comparison and claims check, left-out records
+    tables.tex                         the same tables, LaTeX booktabs
+    runs.csv                           tidy: one row per run (all statuses)
+    cells.csv, comparison.csv, claims.csv   tidy numbers behind the tables
+    figures/<table>.png|pdf            grouped bars per table
+    figures/curves/<run>.png|pdf       training curves per run folder
+
+Exit status: 0 when at least one table was built, 1 when there was nothing
+to tabulate, 2 when FOLDER does not exist or an argument is wrong. Bad
+records never make it fail: they are summarised instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .columns import write_runs_csv
+from .figures import plot_curves, plot_table, save_figure
+from .problems import one_line
+from .report import Report, build_report
+
+FORMATS = ("md", "tex", "csv")
+FIGURE_CHOICES = ("all", "tables", "none")
+
+
+def _formats(text: str) -> list[str]:
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"--format {text!r}: choose from {', '.join(FORMATS)} (comma-separated)")
+    return chosen
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sam-analysis" if Path(sys.argv[0]).name == "sam-analysis" else "python -m analysis",
+        description="Build the paper's tables, the comparison with the paper, the claims check "
+        "and figures from the result.json records below a folder.",
+    )
+    parser.add_argument("folder", type=Path, help="results root, sweep folder or run folder")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output folder (default: FOLDER/analysis)")
+    parser.add_argument("--format", type=_formats, default=list(FORMATS), dest="formats", metavar="md,tex,csv",
+                        help="comma-separated subset of md,tex,csv (default: all)")
+    parser.add_argument("--sharpness", default=None, metavar="NAME",
+                        help="sharpness measure of the table's Sharpness row (default: worst_linf, "
+                        "or the only measure present)")
+    parser.add_argument("--figures", choices=FIGURE_CHOICES, default="all",
+                        help="all (default): bars per table and curves per run; tables: bars only; none")
+    parser.add_argument("--quiet", action="store_true", help="do not print the report")
+    return parser.parse_args(argv)
+
+
+def write_tables(report: Report, out: Path, formats: list[str]) -> list[Path]:
+    """Write the report's text outputs; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if "md" in formats:
+        (out / "tables.md").write_text(report.markdown(), encoding="utf-8")
+        written.append(out / "tables.md")
+    if "tex" in formats:
+        (out / "tables.tex").write_text(report.latex(), encoding="utf-8")
+        written.append(out / "tables.tex")
+    if "csv" in formats:
+        write_runs_csv(report.loaded.runs, out / "runs.csv")
+        written.append(out / "runs.csv")
+        for name, part in (("cells", "table"), ("comparison", "comparison"), ("claims", "claims")):
+            report.frame(part).to_csv(out / f"{name}.csv", index=False)
+            written.append(out / f"{name}.csv")
+    return written
+
+
+def write_figures(report: Report, out: Path, which: str) -> tuple[list[Path], list[str]]:
+    """Draw the figures; a figure that cannot be drawn is a warning, never a crash."""
+    written, warnings = [], []
+    if which == "none":
+        return written, warnings
+    runs = report.loaded.runs
+    for s in report.sections:
+        if s.table.stats is None or s.table.stats.empty:  # no completed run: nothing to draw
+            continue
+        try:
+            figure = plot_table(runs, s.dataset, s.model, experiment=s.experiment, sharpness=report.sharpness)
+            written += save_figure(figure, out / "figures" / s.table.key)
+        except Exception as exc:  # a plotting bug must not cost the tables
+            warnings.append(f"figure for {s.table.title}: {one_line(exc)}")
+    if which == "all":
+        root = report.loaded.root.resolve()  # run_dir is resolved too
+        for run_dir in runs["run_dir"]:
+            rel = os.path.relpath(run_dir, root)
+            if not (Path(run_dir) / "metrics.csv").is_file():
+                continue
+            try:
+                stem = out / "figures" / "curves" / ("run" if rel == "." else rel)
+                written += save_figure(plot_curves(run_dir, title=rel), stem)
+            except Exception as exc:  # a truncated metrics.csv, say
+                warnings.append(f"curves for {rel}: {one_line(exc)}")
+    return written, warnings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point (`sam-analysis`); returns the exit status."""
+    try:
+        return _run(parse_args(argv))
+    except BrokenPipeError:  # `python -m analysis results | head`: the reader left, not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.folder.is_dir():
+        print(f"error: results folder {str(args.folder)!r} does not exist", file=sys.stderr)
+        return 2
+    report = build_report(args.folder, sharpness=args.sharpness)
+    out = args.out if args.out is not None else args.folder / "analysis"
+    written = write_tables(report, out, args.formats)
+    if not args.quiet:  # the tables first: figures of a large sweep take a while
+        print(report.markdown(), flush=True)
+    figures, warnings = write_figures(report, out, args.figures)
+    for warning in warnings:
+        print(f"warning: could not draw the {warning}", file=sys.stderr)
+    if not args.quiet:
+        print(f"Wrote {len(written)} table files and {len(figures)} figure files to {out}")
+    return 0 if (report.loaded.runs["status"] == "completed").any() else 1

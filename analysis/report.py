@@ -1,0 +1,107 @@
+"""Everything the analysis says about one results folder, assembled once.
+
+A `Report` holds, per (experiment, dataset, model), the paper-layout table,
+the comparison with the paper (when the paper has that table) and the claims
+check, plus the summary of records left out. The CLI writes it to files and
+the terminal; a notebook or the demo can call `build_report` / `report_markdown`
+directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .claims import check_claims
+from .load import LoadedRuns, load_results
+from .paper import compare_with_paper
+from .problems import summarize_problems
+from .render import latex_document_header, to_latex, to_markdown
+from .stats import select_runs, table_keys
+from .tables import Table, paper_table
+
+
+@dataclass
+class Section:
+    """The outputs for one (experiment, dataset, model)."""
+
+    experiment: str
+    dataset: str
+    model: str
+    show_experiment: bool  # the same (dataset, model) also appears under another experiment
+    table: Table
+    comparison: Table | None
+    claims: Table
+
+
+@dataclass
+class Report:
+    loaded: LoadedRuns
+    sections: list[Section] = field(default_factory=list)
+    sharpness: str | None = None
+
+    def headline(self) -> str:
+        """One line: how many records were read and what became of them."""
+        runs = self.loaded.runs
+        statuses = Counter(runs["status"])
+        unusable = sum(p.kind not in ("failed", "diverged") for p in self.loaded.problems)
+        parts = [f"{statuses.get('completed', 0)} completed"]
+        parts += [f"{statuses[s]} {s}" for s in ("failed", "diverged") if statuses.get(s)]
+        if unusable:
+            parts.append(f"{unusable} unusable")
+        total = len(runs) + unusable
+        return f"{total} run{'s' if total != 1 else ''} found below {self.loaded.root}: {', '.join(parts)}."
+
+    def markdown(self) -> str:
+        """The whole report as Markdown: tables, comparisons, claims, then the left-out records."""
+        parts = [self.headline()]
+        for section in self.sections:
+            parts.append(to_markdown(section.table, heading="##"))
+            if section.comparison is not None:
+                parts.append(to_markdown(section.comparison, heading="###"))
+            parts.append(to_markdown(section.claims, heading="###"))
+        if not self.sections:
+            parts.append("No records to tabulate.")
+        parts.append("## Records left out\n\n" + summarize_problems(self.loaded.problems))
+        return "\n\n".join(parts) + "\n"
+
+    def latex(self) -> str:
+        """All tables as LaTeX `table` environments, ready to `\\input`."""
+        tables = []
+        for section in self.sections:
+            tables += [section.table] + ([section.comparison] if section.comparison else []) + [section.claims]
+        return latex_document_header() + "\n\n".join(to_latex(t) for t in tables) + "\n"
+
+    def frame(self, part: str) -> pd.DataFrame:
+        """Tidy numbers of every section: `part` is 'table' (cell stats), 'comparison' or 'claims'."""
+        frames = [getattr(s, part).stats for s in self.sections if getattr(s, part) is not None]
+        frames = [f for f in frames if f is not None and not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def build_report(source: LoadedRuns | str | os.PathLike, *, sharpness: str | None = None) -> Report:
+    """Build every table of a folder (or of already loaded runs)."""
+    loaded = source if isinstance(source, LoadedRuns) else load_results(Path(source))
+    runs = loaded.runs
+    report = Report(loaded, sharpness=sharpness)
+    for experiment, dataset, model in table_keys(runs):
+        _, show = select_runs(runs, dataset, model, experiment)
+        options = {"experiment": experiment, "sharpness": sharpness}
+        report.sections.append(
+            Section(
+                experiment, dataset, model, show,
+                table=paper_table(runs, dataset, model, **options),
+                comparison=compare_with_paper(runs, dataset, model, experiment=experiment),
+                claims=check_claims(runs, dataset, model, **options),
+            )
+        )
+    return report
+
+
+def report_markdown(folder: str | os.PathLike, *, sharpness: str | None = None) -> str:
+    """The terminal report of a folder, as `python -m analysis FOLDER` prints it (for the demo)."""
+    return build_report(folder, sharpness=sharpness).markdown()
