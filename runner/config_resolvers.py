@@ -1,0 +1,38 @@
+"""OmegaConf resolvers the configs use, registered once on import of `runner`.
+
+`equal_stages` lets the increasing-batch schedule follow `train.epochs`: with
+five batch sizes and 200 epochs it yields five stages of 40 epochs, and with
+10 epochs five stages of 2, so overriding the length never needs the stage list
+to be rewritten by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from omegaconf import ListConfig, OmegaConf
+
+
+def equal_stages(batch_sizes: Sequence[int], epochs: int) -> ListConfig:
+    """One stage per batch size, the epochs split as evenly as possible (later stages get the remainder)."""
+    sizes = list(batch_sizes)
+    if not sizes:
+        raise ValueError("train.increasing_batch_sizes is empty; give at least one batch size, e.g. [16, 32]")
+    epochs = int(epochs)
+    if epochs < len(sizes):
+        raise ValueError(
+            f"train.epochs={epochs} is fewer than the {len(sizes)} increasing batch sizes {sizes}; "
+            f"every stage needs at least one epoch"
+        )
+    share, remainder = divmod(epochs, len(sizes))
+    first_long = len(sizes) - remainder
+    return OmegaConf.create([
+        {"batch_size": int(size), "epochs": share + (1 if index >= first_long else 0)}
+        for index, size in enumerate(sizes)
+    ])
+
+
+def register_resolvers() -> None:
+    """Register the project's resolvers (idempotent)."""
+    if not OmegaConf.has_resolver("equal_stages"):
+        OmegaConf.register_new_resolver("equal_stages", equal_stages)

@@ -1,0 +1,151 @@
+"""Training schedules as pure functions of explicit counters.
+
+The loop asks and the schedule answers: `batch_size_at(epoch)`, `lr_at(step)`,
+`rho_at(step)`. Constant, increasing-batch, cosine and linear schedules differ
+only in data (the stage list and the lr policy), never in code paths, and a
+resumed run gets the same values as an uninterrupted one because nothing here
+has state.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+LR_POLICIES = ("constant", "cosine", "linear")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A block of epochs trained with one batch size (the global batch, over all workers)."""
+
+    batch_size: int
+    epochs: int
+
+
+class Schedule:
+    """Batch size per epoch and lr / rho multipliers per optimizer step.
+
+    Steps per epoch depend on the stage's batch size (the last partial batch is
+    dropped), so the step counter is mapped to epochs through the cumulative
+    step count of every epoch, computed once.
+    """
+
+    def __init__(
+        self,
+        stages: Iterable[Stage],
+        train_size: int,
+        lr_policy: str = "constant",
+        min_lr_ratio: float = 0.01,
+        warmup_epochs: int = 0,
+        warmup_start_ratio: float = 0.01,
+        rho_follows_lr: bool = False,
+    ) -> None:
+        self.stages = tuple(stages)
+        if not self.stages:
+            raise ValueError("schedule.stages is empty; give at least one {batch_size, epochs} stage")
+        if lr_policy not in LR_POLICIES:
+            raise ValueError(f"schedule.lr_policy={lr_policy!r} is not one of {', '.join(LR_POLICIES)}")
+        for stage in self.stages:
+            if stage.batch_size <= 0 or stage.epochs <= 0:
+                raise ValueError(f"schedule stage {stage} needs a positive batch_size and epochs")
+            if stage.batch_size > train_size:
+                raise ValueError(
+                    f"schedule stage batch_size={stage.batch_size} is larger than the training set "
+                    f"({train_size} examples); use a batch size <= {train_size}"
+                )
+        if not 0.0 <= min_lr_ratio <= 1.0:
+            raise ValueError(f"schedule.min_lr_ratio={min_lr_ratio} must lie in [0, 1]")
+        if warmup_epochs < 0 or warmup_epochs >= sum(s.epochs for s in self.stages):
+            raise ValueError(f"schedule.warmup_epochs={warmup_epochs} must be >= 0 and below the total epochs")
+        self.train_size = train_size
+        self.lr_policy = lr_policy
+        self.min_lr_ratio = min_lr_ratio
+        self.warmup_start_ratio = warmup_start_ratio
+        self.rho_follows_lr = rho_follows_lr
+
+        # epoch -> stage index, and the global step at which each epoch starts.
+        self._epoch_stage: list[int] = []
+        for index, stage in enumerate(self.stages):
+            self._epoch_stage.extend([index] * stage.epochs)
+        self._epoch_start_step = [0]
+        for epoch in range(self.epochs):
+            self._epoch_start_step.append(self._epoch_start_step[-1] + self.steps_in_epoch(epoch))
+        self.warmup_steps = self._epoch_start_step[warmup_epochs]
+
+    @classmethod
+    def from_config(cls, schedule_cfg: Mapping[str, Any], train_size: int) -> "Schedule":
+        """Build from a `schedule/` config option (stages already resolved)."""
+        stages = [Stage(int(s["batch_size"]), int(s["epochs"])) for s in schedule_cfg["stages"]]
+        return cls(
+            stages,
+            train_size=train_size,
+            lr_policy=str(schedule_cfg.get("lr_policy", "constant")),
+            min_lr_ratio=float(schedule_cfg.get("min_lr_ratio", 0.01)),
+            warmup_epochs=int(schedule_cfg.get("warmup_epochs", 0)),
+            warmup_start_ratio=float(schedule_cfg.get("warmup_start_ratio", 0.01)),
+            rho_follows_lr=bool(schedule_cfg.get("rho_follows_lr", False)),
+        )
+
+    @property
+    def epochs(self) -> int:
+        return len(self._epoch_stage)
+
+    @property
+    def total_steps(self) -> int:
+        return self._epoch_start_step[-1]
+
+    def stage_at(self, epoch: int) -> int:
+        """Index of the stage that trains `epoch` (0-based)."""
+        return self._epoch_stage[epoch]
+
+    def batch_size_at(self, epoch: int) -> int:
+        return self.stages[self.stage_at(epoch)].batch_size
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Optimizer steps in `epoch`: full batches only, as the protocol drops the last partial one."""
+        return self.train_size // self.batch_size_at(epoch)
+
+    def epoch_start_step(self, epoch: int) -> int:
+        return self._epoch_start_step[epoch]
+
+    def epoch_of_step(self, step: int) -> int:
+        return bisect.bisect_right(self._epoch_start_step, step) - 1
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the peak lr at optimizer step `step` (0-based)."""
+        if step < self.warmup_steps:
+            progress = step / self.warmup_steps
+            return self.warmup_start_ratio + (1.0 - self.warmup_start_ratio) * progress
+        if self.lr_policy == "constant":
+            return 1.0
+        decay_steps = max(self.total_steps - self.warmup_steps - 1, 1)
+        progress = min((step - self.warmup_steps) / decay_steps, 1.0)
+        if self.lr_policy == "cosine":
+            return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - (1.0 - self.min_lr_ratio) * progress
+
+    def lr_at(self, step: int, peak_lr: float) -> float:
+        return peak_lr * self.lr_factor(step)
+
+    def rho_at(self, step: int, peak_rho: float) -> float:
+        """rho follows the lr proportionally when asked (GSAM's rho scheduler), else stays put."""
+        return peak_rho * self.lr_factor(step) if self.rho_follows_lr else peak_rho
+
+    def apply(self, optimizer: Any, step: int) -> None:
+        """Set every param group's lr (and rho) for `step` from the values they started with."""
+        factor = self.lr_factor(step)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+            if "rho" in group and self.rho_follows_lr:
+                group["rho"] = group["initial_rho"] * factor
+
+
+def remember_initial_values(optimizer: Any) -> None:
+    """Store each group's peak lr and rho, which `Schedule.apply` scales (kept by state_dict)."""
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+        if "rho" in group:
+            group.setdefault("initial_rho", group["rho"])

@@ -1,0 +1,205 @@
+"""One epoch of training and one pass of evaluation, with the metrics kept on the device.
+
+Every optimizer goes through the same step: `optimizer.step(closure)` with a
+closure that runs the forward pass under autocast and the backward pass (SGD is
+SAM with rho = 0, which calls it once). Losses, error counts and the first
+non-finite step are accumulated in device tensors and read on the host once
+per `check_every` steps and at the end of the epoch, so the GPU is never
+stalled by a `.item()` inside the step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn as nn
+
+from runner.schedule import Schedule
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Diverged(RuntimeError):
+    """The training loss became non-finite at `step`."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"training loss became non-finite at step {step}")
+        self.step = step
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """`auto` is bf16 on CUDA (no loss scaling needed) and fp32 on the CPU."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision={requested!r} is not one of {', '.join(PRECISIONS)}")
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return requested
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+@dataclass
+class EpochStats:
+    """Means over the epoch's training examples (errors in percent)."""
+
+    loss: float
+    error: float
+    steps: int
+    lr: float
+    rho: float
+
+
+def _error_count(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    labels = target.argmax(dim=1) if target.ndim == 2 else target
+    return (logits.argmax(dim=1) != labels).sum()
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    schedule: Schedule,
+    first_step: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    precision: str,
+    device: torch.device,
+    channels_last: bool = False,
+    batch_transform: Callable | None = None,
+    check_every: int = 200,
+    grad_scaler: torch.amp.GradScaler | None = None,
+) -> EpochStats:
+    """Train on `batches`, setting lr/rho from `schedule` before each optimizer step.
+
+    `batch_transform` (e.g. mixup/cutmix) maps (x, y) to (x, soft targets); the
+    training error is then measured against the dominant label.
+    With fp16, `grad_scaler` scales the backward passes; the optimizer unscales,
+    skips steps with inf/NaN gradients, and the scaler adapts after each step.
+    Raises `Diverged` with the first step whose loss was not finite.
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    error_sum = torch.zeros((), device=device, dtype=torch.int64)
+    first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+    examples = 0
+    step = first_step
+    for x, y in batches:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if batch_transform is not None:
+            x, y = batch_transform(x, y)
+        schedule.apply(optimizer, step)
+        first_logits: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            with autocast(precision, device):
+                logits = model(x)
+                loss = loss_fn(logits, y)
+            if not first_logits:
+                first_logits.append(logits.detach())
+            (grad_scaler.scale(loss) if grad_scaler is not None else loss).backward()
+            return loss
+
+        if grad_scaler is not None:
+            loss = optimizer.step(closure, grad_scaler=grad_scaler).detach()
+            grad_scaler.update()
+        else:
+            loss = optimizer.step(closure).detach()
+        loss_sum += loss.double() * x.shape[0]
+        error_sum += _error_count(first_logits[0], y)
+        bad = ~torch.isfinite(loss)
+        first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
+        examples += x.shape[0]
+        step += 1
+        if (step - first_step) % check_every == 0 and int(first_bad) >= 0:
+            raise Diverged(int(first_bad))
+    if int(first_bad) >= 0:
+        raise Diverged(int(first_bad))
+    group = optimizer.param_groups[0]
+    return EpochStats(
+        loss=float(loss_sum) / max(examples, 1),
+        error=100.0 * int(error_sum) / max(examples, 1),
+        steps=step - first_step,
+        lr=float(group["lr"]),
+        rho=float(group.get("rho", 0.0)),
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    precision: str,
+    device: torch.device,
+    channels_last: bool = False,
+) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 error (%) over `batches`, in eval mode; the mode is restored."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    error_sum = torch.zeros((), device=device, dtype=torch.int64)
+    examples = 0
+    try:
+        for x, y in batches:
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(precision, device):
+                logits = model(x)
+            loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
+            error_sum += _error_count(logits, y)
+            examples += x.shape[0]
+    finally:
+        model.train(was_training)
+    return float(loss_sum) / max(examples, 1), 100.0 * int(error_sum) / max(examples, 1)
+
+
+def full_gradient_norm(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    device: torch.device,
+) -> float:
+    """||grad f(w)|| of the mean training loss over `batches` (fixed examples, no augmentation).
+
+    This is the quantity the paper's convergence theorems bound. BatchNorm uses
+    batch statistics as in training, but its running statistics are left as they were.
+    """
+    from sam_opt import frozen_bn_stats
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    totals = [torch.zeros_like(p) for p in params]
+    examples = 0
+    was_training = model.training
+    model.train()
+    try:
+        with frozen_bn_stats(model):
+            for x, y in batches:
+                x, y = x.to(device), y.to(device)
+                loss = nn.functional.cross_entropy(model(x).float(), y, reduction="sum")
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                torch._foreach_add_(totals, [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)])
+                examples += x.shape[0]
+    finally:
+        model.train(was_training)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in totals]))
+    return float(norm) / max(examples, 1)
+
+
+def iterate_with_skip(batches: Iterator, skip: int) -> Iterator:
+    """Drop the first `skip` items (resuming inside an epoch)."""
+    for index, item in enumerate(batches):
+        if index >= skip:
+            yield item
