@@ -1,0 +1,61 @@
+"""Keep BatchNorm running statistics out of SAM's second forward pass.
+
+SAM evaluates the loss twice per step, the second time at perturbed weights
+w + e. That pass must normalise with batch statistics like the first (it is a
+training pass), but its statistics describe weights the model never takes, so
+the running mean/variance and the batch counter must end the step exactly as
+one plain forward pass at w left them.
+
+`frozen_bn_stats` snapshots every running-statistics buffer and writes the
+snapshot back on exit. Restoring, rather than toggling `momentum` or
+`track_running_stats`, is exact for every momentum setting (including the
+cumulative average, momentum=None), keeps `num_batches_tracked`, works for
+BatchNorm, SyncBatchNorm and InstanceNorm with tracked statistics alike, and
+changes no module attribute (so a compiled model does not recompile).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from sam_opt.foreach import group_by_device_dtype
+
+_RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def running_stat_buffers(model: nn.Module) -> list[torch.Tensor]:
+    """The running-statistics buffers of every normalisation layer in `model` that tracks them."""
+    buffers = []
+    for module in model.modules():
+        if not getattr(module, "track_running_stats", False):
+            continue
+        for name in _RUNNING_STATS:
+            buffer = getattr(module, name, None)
+            if isinstance(buffer, torch.Tensor):
+                buffers.append(buffer)
+    return buffers
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model: nn.Module | None) -> Iterator[None]:
+    """Run the body with BatchNorm running statistics restored afterwards.
+
+    Forward passes inside still normalise with batch statistics (in training
+    mode), but on exit every running mean, variance and batch counter is back
+    to its value at entry. The backward pass of the body needs no special care.
+    `model=None` makes this a no-op, so callers need not branch.
+    """
+    buffers = running_stat_buffers(model) if model is not None else []
+    buckets = [bucket[0] for bucket in group_by_device_dtype(buffers)]
+    with torch.no_grad():
+        saved = [torch._foreach_clone(bucket) for bucket in buckets]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for bucket, snapshot in zip(buckets, saved):
+                torch._foreach_copy_(bucket, snapshot)
