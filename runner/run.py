@@ -38,7 +38,7 @@ log = logging.getLogger("runner")
 # Keys that do not change what a run computes; a resumed or finished run may differ in them.
 _NEUTRAL_KEYS = (
     "force", "progress", "keep_checkpoint", "results_root", "data_dir", "run_dir", "sharpness",
-    "dataset.root", "dataset.download", "dataset.num_workers", "device", "compile",
+    "dataset.root", "dataset.download", "dataset.num_workers", "device", "compile", "cpu_threads",
 )
 
 
@@ -183,6 +183,8 @@ def _train_and_record(cfg: DictConfig, run_dir: Path, dist: distributed.DistCont
 
 def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str, started: float) -> dict[str, Any]:
     device = dist.device
+    if cfg.cpu_threads:
+        torch.set_num_threads(int(cfg.cpu_threads))
     _seed_everything(int(cfg.seed))
     torch.backends.cudnn.benchmark = not cfg.deterministic
     if cfg.deterministic:
