@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+import sharpness
 from runner import data
 from runner.train import PRECISIONS
 
@@ -103,6 +104,8 @@ def problems(cfg: DictConfig) -> list[str]:
         found.append(f"train.repeated_aug={cfg.train.repeated_aug!r} must be an integer >= 1")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         found.append(f"seed={cfg.seed!r} must be an integer")
+    # A bad measure setting must stop the run now, not after hours of training.
+    found.extend(sharpness.config_problems(cfg.sharpness, cfg.dataset))
     return found
 
 

@@ -122,6 +122,7 @@ def test_a_changed_config_does_not_reuse_a_finished_cell(results_root):
         ("schedule.stages=[{batch_size:32,epochs:5}]", "schedule.stages epochs add up to 5, but train.epochs=2"),
         ("dataset=cifar10 dataset.download=false data_dir=/nonexistent/data", "/nonexistent/data"),
         ("precision=fp8", "precision='fp8' must be one of"),
+        ("sharpness.worst_linf.rho=-1", "sharpness.worst_linf.rho=-1: must be a finite number >= 0"),
     ],
 )
 def test_bad_values_exit_with_one_line_and_write_nothing(results_root, override, message):

@@ -1,0 +1,152 @@
+"""Saved runs on disk: finding run folders, checking them before any work, re-measuring one.
+
+A run folder is what the runner leaves (docs/architecture.md): config.yaml (the
+resolved config), model.pt (the final state_dict) and result.json. Re-measuring
+rebuilds the model from the config, loads the weights, calls `measure_all` with
+the run's dataset and seed (so a re-measure with the settings of the original
+measure reproduces its value), and merges the new entries into result.json's
+`sharpness` object, replacing the file atomically.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from .settings import config_problems
+
+log = logging.getLogger("sharpness")
+
+
+class UsageError(ValueError):
+    """A problem with the command line or the runs it names; reported as one line."""
+
+
+@dataclass
+class RunPlan:
+    folder: Path
+    config: DictConfig
+    measures: dict[str, dict[str, Any]]  # those still to measure
+
+
+def find_runs(targets: list[str]) -> list[Path]:
+    """Run folders named by the targets, each once, in a stable order."""
+    found: list[Path] = []
+    for target in targets:
+        pattern = str(Path(target).expanduser())
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(target) else [target]
+        if not matches:
+            raise UsageError(f"{target}: matches nothing")
+        for match in map(Path, matches):
+            if (match / "result.json").is_file():
+                found.append(match)
+            elif match.is_dir():
+                below = sorted(path.parent for path in match.rglob("result.json"))
+                if not below and not glob.has_magic(target):
+                    raise UsageError(f"{match}: no result.json here or below; not a run folder or results root")
+                found += below
+            elif not glob.has_magic(target):
+                raise UsageError(f"{match}: no such folder")
+    unique = list(dict.fromkeys(path.resolve() for path in found))
+    if not unique:
+        raise UsageError(f"no run folders found in {' '.join(targets)}")
+    return unique
+
+
+def _read_result(folder: Path) -> dict[str, Any]:
+    try:
+        with open(folder / "result.json", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{folder}/result.json: unreadable ({error})") from None
+
+
+def _apply_run_overrides(config: DictConfig, overrides: list[str], folder: Path) -> None:
+    for arg in overrides:
+        key, value = arg.lstrip("+~").split("=", 1)
+        if OmegaConf.select(config, key, default="<absent>") == "<absent>":
+            raise UsageError(f"{arg}: {folder}/config.yaml has no key {key!r} (and it is no option of the CLI)")
+        OmegaConf.update(config, key, yaml.safe_load(value), merge=False)
+
+
+def _recorded(recorded: dict[str, Any], name: str, settings: dict[str, Any]) -> bool:
+    """Whether result.json already holds `name` measured with these settings (`verbose` aside)."""
+    entry = recorded.get(name) or {}
+    return bool(entry) and all(entry.get(key) == value for key, value in settings.items() if key != "verbose")
+
+
+def plan_runs(folders: list[Path], measures: dict[str, dict[str, Any]], run_overrides: list[str],
+              force: bool, explicit: set[Path]) -> list[RunPlan]:
+    """Check every run before any work; the runs (and measures) left to do."""
+    plans = []
+    for folder in folders:
+        record = _read_result(folder)
+        if record.get("status") != "completed":
+            if folder in explicit:
+                raise UsageError(
+                    f"{folder}: run status is {record.get('status')!r}; only completed runs have final weights"
+                )
+            log.warning("skipping %s: status %s", folder, record.get("status"))
+            continue
+        for needed in ("config.yaml", "model.pt"):
+            if not (folder / needed).is_file():
+                raise UsageError(f"{folder}: no {needed}; cannot re-measure a run folder without "
+                                 f"{'weights' if needed == 'model.pt' else 'its config'}")
+        config = OmegaConf.load(folder / "config.yaml")
+        _apply_run_overrides(config, run_overrides, folder)
+        for key in ("model", "dataset"):
+            if key not in config:
+                raise UsageError(f"{folder}/config.yaml has no {key} section")
+        problems = config_problems(measures, config.dataset)
+        if problems:
+            raise UsageError(f"{folder}: {problems[0]}")
+        recorded = record.get("sharpness") or {}
+        todo = {name: s for name, s in measures.items() if force or not _recorded(recorded, name, s)}
+        if todo:
+            plans.append(RunPlan(folder, config, todo))
+        else:
+            log.info("%s: already measured with these settings (force=true to redo)", folder)
+    return plans
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when available, else cpu; anything torch cannot use is a UsageError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"device={device!r}: expected auto, cpu, cuda or cuda:<index>") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device={device} but no CUDA device is available")
+    return device
+
+
+def remeasure(plan: RunPlan, device: str) -> dict[str, dict[str, Any]]:
+    """Measure one run and merge the entries into its result.json (atomically)."""
+    import torch
+    from runner.io import atomic_write_json
+    from runner.models import build_model
+
+    from .api import measure_all
+
+    model = build_model(plan.config.model)
+    state = torch.load(plan.folder / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.to(device)
+    entries = measure_all(model, plan.config.dataset, plan.measures, device=device,
+                          seed=int(plan.config.get("seed", 0)))
+    record = _read_result(plan.folder)  # fresh: keep whatever else changed meanwhile
+    record["sharpness"] = {**(record.get("sharpness") or {}), **entries}
+    atomic_write_json(plan.folder / "result.json", record)
+    print(f"{plan.folder}: " + ", ".join(f"{name}={entry['value']:.6g}" for name, entry in entries.items()), flush=True)
+    return entries

@@ -1,0 +1,161 @@
+"""The settings of one sharpness measure: defaults per kind, and the checks run before any work.
+
+A measure is a mapping such as the options of `conf/sharpness/` write
+(`{kind: worst_case, ball: linf, rho: 0.0002, ...}`). Keys left out take the
+defaults below, so the Python API accepts `{"kind": "worst_case", "rho": 0.01}`;
+a key that the kind does not know is an error, because a typo (`rh0`) would
+otherwise be a flag that silently does nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+KINDS = ("worst_case", "average_case", "hessian_eig", "hessian_trace")
+BALLS = ("linf", "l2")
+SPLITS = ("train", "test")
+SUBSETS = ("random", "first")
+
+# Which examples are measured: shared by every kind, used by `measure_all`.
+_DATA_DEFAULTS: dict[str, Any] = {
+    "examples": 1024,  # number of examples (null: the whole split)
+    "batch_size": 128,  # m of m-sharpness; only a memory bound for the Hessian measures
+    "split": "train",
+    "augment": False,
+    "subset": "random",  # random: a seeded sample of the split; first: its first `examples`
+    "seed": 0,
+    "verbose": False,  # one log line per batch (per iteration for the Hessian measures)
+}
+
+# The paper's protocol (Andriushchenko et al. 2023 as used by Harada & Iiduka 2024).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "worst_case": {
+        "kind": "worst_case", "ball": "linf", "adaptive": False, "rho": 0.0002,
+        "iterations": 20, "restarts": 1, "random_start": False, **_DATA_DEFAULTS,
+    },
+    "average_case": {
+        "kind": "average_case", "ball": "linf", "adaptive": False, "rho": 0.0002,
+        "samples": 10, **_DATA_DEFAULTS,
+    },
+    "hessian_eig": {"kind": "hessian_eig", "iterations": 100, "tolerance": 1e-3, **_DATA_DEFAULTS},
+    "hessian_trace": {"kind": "hessian_trace", "samples": 100, **_DATA_DEFAULTS},
+}
+
+_BOOLS = ("adaptive", "random_start", "augment", "verbose")
+
+
+def plain(settings: Mapping[str, Any] | DictConfig | None) -> dict[str, Any]:
+    """A DictConfig or mapping as a plain dict (resolved), so records hold JSON types only."""
+    if settings is None:
+        return {}
+    if isinstance(settings, DictConfig):
+        return OmegaConf.to_container(settings, resolve=True)  # type: ignore[return-value]
+    return dict(settings)
+
+
+def normalize(name: str, settings: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    """The complete, checked settings of measure `name`; a ValueError naming the first bad key.
+
+    The returned dict has every key of the kind, in a fixed order, so two runs
+    of the same measure record the same settings and a re-measure can tell
+    whether an existing entry was made with the same settings.
+    """
+    given = plain(settings)
+    if not isinstance(given, dict):
+        raise ValueError(f"sharpness.{name} must be a mapping of settings, got {type(settings).__name__}")
+    kind = given.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"sharpness.{name}.kind={kind!r}: must be one of {list(KINDS)}")
+    defaults = _DEFAULTS[kind]
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"sharpness.{name}: unknown key(s) {unknown} for kind {kind}; valid: {sorted(defaults)}")
+    merged = {key: given.get(key, default) for key, default in defaults.items()}
+    _check(name, merged)
+    return merged
+
+
+def _check(name: str, s: dict[str, Any]) -> None:
+    def fail(key: str, rule: str) -> None:
+        raise ValueError(f"sharpness.{name}.{key}={s[key]!r}: {rule}")
+
+    def integer(key: str, minimum: int) -> None:
+        value = s[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            fail(key, f"must be an integer >= {minimum}")
+
+    for key in _BOOLS:
+        if key in s and not isinstance(s[key], bool):
+            fail(key, "must be true or false")
+    if "ball" in s and s["ball"] not in BALLS:
+        fail("ball", f"must be one of {list(BALLS)}")
+    if "rho" in s:
+        rho = s["rho"]
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
+            fail("rho", "must be a finite number >= 0 (the radius of the perturbation ball)")
+        s["rho"] = float(rho)
+    if "iterations" in s:
+        integer("iterations", 1)
+    if "restarts" in s:
+        integer("restarts", 1)
+        if s["restarts"] > 1 and not s["random_start"]:
+            fail("restarts", "restarts > 1 repeat the same deterministic ascent; set random_start: true")
+    if "samples" in s:
+        integer("samples", 2 if s["kind"] == "hessian_trace" else 1)
+    if "tolerance" in s:
+        tol = s["tolerance"]
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
+            fail("tolerance", "must be a number > 0 (relative change of the eigenvalue estimate)")
+        s["tolerance"] = float(tol)
+    integer("batch_size", 1)
+    if s["examples"] is not None:
+        integer("examples", 1)
+        # m-sharpness needs equal batches of m; for the Hessian measures batch_size only bounds memory.
+        if s["kind"] in ("worst_case", "average_case"):
+            if s["batch_size"] > s["examples"]:
+                fail("batch_size", f"m = batch_size must not exceed examples={s['examples']}")
+            if s["examples"] % s["batch_size"]:
+                fail("examples", f"must be a multiple of batch_size={s['batch_size']}, so every batch has m examples")
+    if s["split"] not in SPLITS:
+        fail("split", f"must be one of {list(SPLITS)}")
+    if s["augment"] and s["split"] != "train":
+        fail("augment", "augmentation applies to the training split only")
+    if s["subset"] not in SUBSETS:
+        fail("subset", f"must be one of {list(SUBSETS)}")
+    integer("seed", 0)
+
+
+def normalize_all(sharpness_cfg: Mapping[str, Any] | DictConfig | None) -> dict[str, dict[str, Any]]:
+    """Every measure of a `sharpness` config, checked; {} for none (`sharpness=none`)."""
+    measures = plain(sharpness_cfg)
+    if not isinstance(measures, dict):
+        raise ValueError(f"sharpness must map measure names to settings, got {type(sharpness_cfg).__name__}")
+    return {str(name): normalize(str(name), settings) for name, settings in measures.items()}
+
+
+def config_problems(
+    sharpness_cfg: Mapping[str, Any] | DictConfig | None, dataset_cfg: Mapping[str, Any] | DictConfig | None = None,
+) -> list[str]:
+    """One line per problem of the `sharpness` config (empty when it can run); for `runner.validate`.
+
+    With `dataset_cfg`, `examples` is also checked against `dataset.train_size`
+    / `dataset.test_size`, so a too small dataset fails before any data is loaded.
+    """
+    found: list[str] = []
+    for name, settings in plain(sharpness_cfg).items():
+        try:
+            s = normalize(str(name), settings)
+        except ValueError as error:
+            found.append(str(error))
+            continue
+        size = dataset_cfg.get(f"{s['split']}_size") if dataset_cfg is not None else None
+        if size is not None and s["examples"] is not None and s["examples"] > int(size):
+            found.append(
+                f"sharpness.{name}.examples={s['examples']}: the {s['split']} split has only {size} examples "
+                f"(set sharpness.{name}.examples to at most {size}, or null for the whole split)"
+            )
+    return found
