@@ -247,8 +247,11 @@ def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precis
         )
         progress.epoch, progress.step = epoch + 1, schedule.epoch_start_step(epoch + 1)
         is_last = epoch + 1 == schedule.epochs
+        # Each rank saw its share of the epoch: the epoch's means are the means over ranks.
+        train_loss = float(distributed.all_reduce_mean(stats.loss))
+        train_error = float(distributed.all_reduce_mean(stats.error))
         row = {"epoch": epoch + 1, "stage": schedule.stage_at(epoch), "batch_size": batch_size,
-               "lr": stats.lr, "rho": stats.rho, "train_loss": stats.loss, "train_error": stats.error}
+               "lr": stats.lr, "rho": stats.rho, "train_loss": train_loss, "train_error": train_error}
         if dist.is_main and (is_last or (epoch + 1) % int(cfg.train.eval_every) == 0):
             row["test_loss"], row["test_error"] = evaluate(
                 model, pipes.test(), precision=precision, device=device, channels_last=channels_last
@@ -263,7 +266,7 @@ def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precis
             ckpt.save_checkpoint(run_dir, model, optimizer, progress, config, grad_scaler)
             log.info(
                 "epoch %d/%d stage %d batch %d lr %.4g rho %.4g | train loss %.4f err %.2f%% | test loss %s err %s",
-                epoch + 1, schedule.epochs, row["stage"], batch_size, stats.lr, stats.rho, stats.loss, stats.error,
+                epoch + 1, schedule.epochs, row["stage"], batch_size, stats.lr, stats.rho, train_loss, train_error,
                 _fmt(row.get("test_loss")), _fmt(row.get("test_error"), "%"),
             )
         distributed.barrier()

@@ -62,6 +62,19 @@ def _error_count(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=1) != labels).sum()
 
 
+def _agreed_first_bad(first_bad: torch.Tensor) -> int:
+    """The earliest non-finite step over all ranks (-1: none), so every rank stops together.
+
+    A rank that stopped alone would leave the others waiting in their next collective.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return int(first_bad)
+    never = torch.iinfo(torch.int64).max
+    earliest = torch.where(first_bad < 0, torch.full_like(first_bad, never), first_bad)
+    torch.distributed.all_reduce(earliest, op=torch.distributed.ReduceOp.MIN)
+    return -1 if int(earliest) == never else int(earliest)
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -121,10 +134,10 @@ def train_epoch(
         first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
         examples += x.shape[0]
         step += 1
-        if (step - first_step) % check_every == 0 and int(first_bad) >= 0:
-            raise Diverged(int(first_bad))
-    if int(first_bad) >= 0:
-        raise Diverged(int(first_bad))
+        if (step - first_step) % check_every == 0 and _agreed_first_bad(first_bad) >= 0:
+            raise Diverged(_agreed_first_bad(first_bad))
+    if _agreed_first_bad(first_bad) >= 0:
+        raise Diverged(_agreed_first_bad(first_bad))
     group = optimizer.param_groups[0]
     return EpochStats(
         loss=float(loss_sum) / max(examples, 1),

@@ -1,0 +1,222 @@
+"""What happened to every cell of a sweep, said once at its end.
+
+A multirun's cells run wherever the launcher puts them (this process, local
+subprocesses, SLURM nodes), so the summary is assembled from files in
+`<sweep dir>/.outcomes/<sweep id>/<job num>.json`:
+
+1. `SweepSummary.on_multirun_start` (the launching process) picks an id for this
+   launch. The callback object travels with the launcher to every job (submitit
+   pickles it, requeues included), so each job knows the id.
+2. `SweepSummary.on_job_start` (in the job, main rank only) marks the cell
+   `unfinished`, naming its log; `record_outcome(outcome)`, called after
+   `runner.run(cfg)`, replaces that with the runner's outcome. A task that
+   raised instead is recorded as `failed` by `on_job_end`.
+3. `SweepSummary.on_multirun_end` (the launching process) reads them, prints the
+   counts (completed, skipped, failed, diverged; each failure with its log) and
+   writes `<sweep dir>/sweep_summary.json` atomically.
+
+Hydra skips `on_multirun_end` when the sweep raises (a job that raised, or one
+that SLURM cancelled or killed); the summary is then written at interpreter
+exit, marked unfinished, after Hydra has printed the error.
+
+Enable with, in conf/config.yaml:
+
+    hydra:
+      callbacks:
+        sweep_summary:
+          _target_: runner.sweep_summary.SweepSummary
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from runner.distributed import env_rank
+from runner.io import atomic_write_json, read_json
+
+OUTCOMES_DIR = ".outcomes"
+SUMMARY_FILE = "sweep_summary.json"
+
+
+# Set in the job process by `SweepSummary.on_job_start` for the job now running:
+# where `record_outcome` writes, and whether it already did.
+_current_job: dict[str, Any] | None = None
+
+
+def record_outcome(outcome: dict[str, Any]) -> None:
+    """Drop this cell's outcome (the runner's dict) where the end-of-sweep summary finds it.
+
+    Called in the job process after `runner.run(cfg)`. A no-op outside a
+    multirun (or without the `SweepSummary` callback) and on ranks other than 0.
+    Atomic, so the summary never reads half a record even if the job is killed
+    right after; keyed by job number, so a requeued job overwrites its own.
+    """
+    job = _current_job
+    if job is None or env_rank() != 0:
+        return
+    _write_outcome(job, {**job["cell"], **outcome})
+    job["recorded"] = True
+
+
+def _write_outcome(job: dict[str, Any], outcome: dict[str, Any]) -> None:
+    path = Path(job["sweep_dir"]) / OUTCOMES_DIR / job["sweep_id"] / f"{job['job_num']}.json"
+    atomic_write_json(path, {**outcome, "job_num": job["job_num"], "recorded_at": time.time()})
+
+
+def _cell_of(config: DictConfig) -> dict[str, Any]:
+    """What identifies a job in the summary: its overrides, job id, folder and a log to read."""
+    hydra_cfg = config.hydra
+    output_dir = str(hydra_cfg.runtime.output_dir)
+    overrides = [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
+    # Until the runner reports its run.log: submitit's stderr of the job (where
+    # a crash or a kill shows), else Hydra's own job log.
+    log = str(Path(output_dir) / f"{hydra_cfg.job.name}.log")
+    if "SUBMITIT_EXECUTOR" in os.environ:
+        try:
+            import submitit
+
+            log = str(submitit.JobEnvironment().paths.stderr)
+        except Exception:
+            pass
+    return {"overrides": overrides, "job_id": str(hydra_cfg.job.get("id") or ""), "run_dir": output_dir, "log": log}
+
+
+def outcome_from_job(job_return: JobReturn) -> dict[str, Any]:
+    """The outcome of a Hydra job that did not record one: its task's dict, or `failed` with the exception."""
+    if job_return.status == JobStatus.COMPLETED:
+        value = job_return._return_value
+        if isinstance(value, dict) and "status" in value:
+            return value
+        return {"status": "unknown", "error": f"the task returned {type(value).__name__}, not the runner's outcome"}
+    error = job_return._return_value
+    return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+
+
+def summarize(sweep_dir: str | os.PathLike, sweep_id: str, finished: bool = True) -> dict[str, Any]:
+    """Counts, failures and where the results are, from the outcomes recorded by one launch."""
+    sweep_dir = Path(sweep_dir).resolve()
+    outcomes = []
+    for path in sorted((sweep_dir / OUTCOMES_DIR / sweep_id).glob("*.json")):
+        try:
+            outcomes.append(read_json(path))
+        except (OSError, ValueError):
+            continue  # a record from a job that died mid-write is simply absent
+    outcomes.sort(key=lambda o: int(o.get("job_num", 0)))
+    counts: dict[str, int] = {"completed": 0, "skipped": 0, "failed": 0, "diverged": 0, "unfinished": 0}
+    for outcome in outcomes:
+        status = str(outcome.get("status", "unknown"))
+        counts[status] = counts.get(status, 0) + 1
+    failures = [
+        {key: o.get(key) for key in ("job_num", "status", "overrides", "run_dir", "log", "error")}
+        for o in outcomes
+        if o.get("status") not in ("completed", "skipped")
+    ]
+    return {
+        "sweep_dir": str(sweep_dir),
+        "sweep_id": sweep_id,
+        "finished": finished,
+        "cells_recorded": len(outcomes),
+        "counts": counts,
+        "failures": failures,
+        "runs": [
+            {key: o.get(key) for key in ("job_num", "status", "overrides", "run_dir", "job_id")} for o in outcomes
+        ],
+        "tables": f"python -m analysis {sweep_dir}",
+    }
+
+
+def _cell_name(run_dir: str | None, sweep_dir: str) -> str | None:
+    """A cell's folder relative to the sweep dir (`synthetic-resnet18/sam-batch/seed=0`): its name."""
+    if not run_dir:
+        return None
+    try:
+        return str(Path(run_dir).resolve().relative_to(sweep_dir))
+    except ValueError:
+        return run_dir
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as the few lines printed at the end of a sweep."""
+    counts = summary["counts"]
+    head = "Sweep summary" if summary["finished"] else "Sweep did NOT finish (see the error above); recorded so far"
+    lines = [
+        f"{head}: {summary['cells_recorded']} cells",
+        "  " + ", ".join(f"{name}: {count}" for name, count in counts.items()),
+    ]
+    for failure in summary["failures"]:
+        cell = _cell_name(failure.get("run_dir"), summary["sweep_dir"]) or " ".join(failure.get("overrides") or [])
+        error = str(failure.get("error") or "").strip().splitlines()
+        lines.append(f"  {failure['status'].upper()} {cell}: {error[-1] if error else 'no error message'}")
+        lines.append(f"    log: {failure.get('log')}")
+    lines.append(f"  results: {summary['sweep_dir']}")
+    lines.append(f"  summary: {Path(summary['sweep_dir']) / SUMMARY_FILE}")
+    lines.append(f"  tables:  {summary['tables']}")
+    return "\n".join(lines)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: records each cell's outcome in its job and summarizes them at the end of the sweep."""
+
+    def __init__(self) -> None:
+        self.sweep_id: str | None = None
+        self._sweep_dir: str | None = None
+        self._written = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Unique per launch: a relaunch into the same sweep dir starts a fresh tally.
+        self.sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+        self._sweep_dir = str(config.hydra.sweep.dir)
+        self._written = False
+        atexit.register(self._write_if_unfinished)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _current_job
+        # Only multirun jobs carry a sweep id; of a DDP cell's ranks, rank 0 speaks.
+        if self.sweep_id is None or env_rank() != 0:
+            return
+        _current_job = {
+            "sweep_dir": str(config.hydra.sweep.dir),
+            "sweep_id": self.sweep_id,
+            "job_num": int(config.hydra.job.num),
+            "cell": _cell_of(config),
+            "recorded": False,
+        }
+        # Marks the cell as started: if the job dies (cancelled, killed, out of
+        # memory) this is all the summary will know, and it names the log.
+        _write_outcome(_current_job, {
+            **_current_job["cell"], "status": "unfinished",
+            "error": "the job ended before the run returned (cancelled, killed, out of memory or exited)",
+        })
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        global _current_job
+        job, _current_job = _current_job, None
+        if job is None or job["recorded"]:
+            return
+        # The task raised, or launch.py did not call record_outcome.
+        _write_outcome(job, {**job["cell"], **outcome_from_job(job_return)})
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._write(finished=True)
+
+    def _write(self, finished: bool) -> None:
+        if self._written or self.sweep_id is None or self._sweep_dir is None:
+            return
+        summary = summarize(self._sweep_dir, self.sweep_id, finished=finished)
+        if not finished and not summary["cells_recorded"]:
+            return  # failed before any cell ran (e.g. a bad override): Hydra's error says it all
+        self._written = True
+        atomic_write_json(Path(self._sweep_dir) / SUMMARY_FILE, summary)
+        print(format_summary(summary), flush=True)
+
+    def _write_if_unfinished(self) -> None:
+        self._write(finished=False)
