@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import analysis
 from analysis.cli import main
 
@@ -18,16 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 OVERRIDES = [
     "dataset=synthetic", "model.width=8", "optimizer=sgd,sam", "schedule=constant",
     "train.epochs=1", "train.batch_size=32",
-    "sharpness.worst_linf.examples=64", "sharpness.worst_linf.batch_size=32",
+    "sharpness.worst_linf.examples=64", "sharpness.worst_linf.batch_size=32", "device=cpu", "cpu_threads=1",
 ]
 
 
-@pytest.mark.slow
 def test_multirun_then_table(tmp_path: Path, capsys) -> None:
-    if not (REPO / "launch.py").exists():
-        pytest.skip("launch.py does not exist yet (the runner is being written); nothing to run end to end")
-    pytest.importorskip("hydra")
-    pytest.importorskip("torch")
     command = [sys.executable, "launch.py", "-m", *OVERRIDES, f"results_root={tmp_path}"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
