@@ -36,7 +36,8 @@ COMPARED = ("test_error", "test_loss", "train_error", "train_loss", "sharpness",
 JOB_FAST = [arg for arg in FAST if not arg.startswith("device=")] + ["device=auto"]
 # A cell long enough (6 epochs of 1024 examples) to be interrupted after its first checkpoint.
 # On the CPU in the job and in the reference run alike, where resuming is bitwise exact.
-LONG_CELL = ["optimizer=sam", "schedule=constant", "train.epochs=6", "dataset.train_size=1024", "device=cpu"]
+# Long enough (several seconds per epoch on an idle 2-core machine) that the interruption lands mid-run.
+LONG_CELL = ["optimizer=sam", "schedule=constant", "train.epochs=6", "dataset.train_size=4096", "device=cpu"]
 
 
 def _cluster_problem() -> str | None:
