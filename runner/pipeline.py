@@ -55,14 +55,19 @@ def _pad_for(dataset_cfg: DictConfig) -> int:
     return max(1, int(dataset_cfg.image_size) // 8)
 
 
-def build_pipelines(cfg: DictConfig, device: torch.device, rank: int = 0, world_size: int = 1) -> Pipelines:
-    """Build the loaders named by `cfg.dataset.loader` for this rank."""
+def build_pipelines(
+    cfg: DictConfig, device: torch.device, rank: int = 0, world_size: int = 1, channels_last: bool = False
+) -> Pipelines:
+    """Build the loaders named by `cfg.dataset.loader` for this rank.
+
+    With `channels_last` the device pipeline cuts batches in that layout directly,
+    saving the training step a copy per batch.
+    """
     dataset_cfg = cfg.dataset
     loader_kind = str(dataset_cfg.loader)
     augment = str(dataset_cfg.augment) != "none"
     eval_batch = int(cfg.train.eval_batch_size)
     grad_examples = int(cfg.train.grad_norm_examples)
-    channels_last = False  # the training step converts the layout itself
 
     if loader_kind == "device":
         train_x, train_y = data.load_tensors(dataset_cfg, "train")
@@ -70,7 +75,7 @@ def build_pipelines(cfg: DictConfig, device: torch.device, rank: int = 0, world_
         common = dict(mean=list(dataset_cfg.mean), std=list(dataset_cfg.std), device=device)
         train_loader = DeviceLoader(
             train_x, train_y, augment=augment, pad=_pad_for(dataset_cfg), seed=int(cfg.seed), shuffle=True,
-            drop_last=True, **common,
+            drop_last=True, channels_last=channels_last, **common,
         )
         test_loader = DeviceLoader(test_x, test_y, augment=False, seed=0, shuffle=False, drop_last=False, **common)
         train: Any = train_loader if world_size == 1 else _RankShare(train_loader, rank, world_size)

@@ -213,7 +213,7 @@ def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precis
                 f"the configured batch is global, so choose sizes that split evenly"
             )
     schedule = Schedule.from_config(cfg.schedule, int(cfg.dataset.train_size))
-    pipes = build_pipelines(cfg, device, dist.rank, dist.world_size)
+    pipes = build_pipelines(cfg, device, dist.rank, dist.world_size, channels_last)
     if pipes.batch_transform is not None:
         from timm.loss import SoftTargetCrossEntropy
 
