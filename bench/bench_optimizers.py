@@ -19,7 +19,7 @@ Three measurements on the CIFAR ResNet-18 of `runner.models`, in one run:
    `SAM(rho=0)`; the three alternate within every round (order rotated), and
    the figure is the median of the per-round ratios.
 
-    python bench/bench_optimizers.py                  # the figures in docs/bench/optimizers.md
+    python bench/bench_optimizers.py                  # the figures in docs/benchmarks.md
     python bench/bench_optimizers.py --rounds 5 --step-rounds 5   # a quick look
 """
 
