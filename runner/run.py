@@ -159,7 +159,7 @@ def _train_and_record(cfg: DictConfig, run_dir: Path, dist: distributed.DistCont
     try:
         if dist.is_main:
             atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(records.config_container(cfg))))
-        summary = _train(cfg, run_dir, dist, precision, started)
+        summary = _train(cfg, run_dir, dist, precision)
     except Diverged as error:
         log.error("%s", error)
         record = records.build_record(cfg, "diverged", error=str(error), diverged_at_step=error.step,
@@ -181,7 +181,7 @@ def _train_and_record(cfg: DictConfig, run_dir: Path, dist: distributed.DistCont
     return _outcome(status, run_dir, test_error=record.get("test_error"), error=record.get("error"))
 
 
-def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str, started: float) -> dict[str, Any]:
+def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str) -> dict[str, Any]:
     device = dist.device
     if cfg.cpu_threads:
         torch.set_num_threads(int(cfg.cpu_threads))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -209,10 +209,3 @@ def full_gradient_norm(
         model.train(was_training)
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in totals]))
     return float(norm) / max(examples, 1)
-
-
-def iterate_with_skip(batches: Iterator, skip: int) -> Iterator:
-    """Drop the first `skip` items (resuming inside an epoch)."""
-    for index, item in enumerate(batches):
-        if index >= skip:
-            yield item
