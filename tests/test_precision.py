@@ -31,3 +31,17 @@ def test_low_precision_run_trains_and_records_its_precision(tmp_path, precision)
     with open(run_dir / "metrics.csv") as handle:
         losses = [float(row["train_loss"]) for row in csv.DictReader(handle)]
     assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_the_eager_one(tmp_path):
+    """`compile=true` wraps the model in torch.compile; SAM's two passes and BN freezing still apply."""
+    # Two steps: compiled kernels round differently, and early training amplifies that over many steps.
+    common = [*(arg for arg in FAST if not arg.startswith("sharpness")), "optimizer=sam", "sharpness=none",
+              "train.epochs=1", "train.batch_size=128"]
+    eager = json.loads((run_cell([*common, f"results_root={tmp_path / 'eager'}"]) / "result.json").read_text())
+    compiled = json.loads(
+        (run_cell([*common, "compile=true", f"results_root={tmp_path / 'compiled'}"]) / "result.json").read_text()
+    )
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
+    assert compiled["test_loss"] == pytest.approx(eager["test_loss"], rel=1e-3)
