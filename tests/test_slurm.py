@@ -306,7 +306,8 @@ def test_a_cell_that_raises_is_reported_failed_while_the_others_complete(sweep):
 
 
 def test_a_cancelled_job_ends_the_sweep_with_a_clear_error(sweep):
-    process = sweep.start("optimizer=sgd,sam", "train.epochs=30")
+    # Long cells (a minute or more even on an idle machine), so the cancel lands while job 0 runs.
+    process = sweep.start("optimizer=sgd,sam", "train.epochs=30", "dataset.train_size=4096")
     try:
         # Cancel job 0 once it runs (its cell is marked started in the sweep's outcomes).
         _wait_for(lambda: any(sweep.sweep_dir.glob(".outcomes/*/0.json")), 300, "job 0 to start", sweep, process)
