@@ -14,10 +14,27 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from . import cifar, digits, imagenet, synthetic, tiny_imagenet
+import importlib
+
+from . import digits, synthetic, tiny_imagenet
 from .common import DatasetUnavailableError, check_split, check_tensors, dataset_name, setting
 from .memory import InMemoryImages
 from .transforms import build_transform
+
+def _deferred(module: str, function: str) -> Callable:
+    """`runner.data.<module>.<function>`, imported at the first call.
+
+    The CIFAR and ImageNet readers build on torchvision's dataset classes, whose
+    import costs seconds; deferring it keeps the start of every job (and the
+    instant exit of an already finished cell) fast.
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(*args, **kwargs)
+
+    call.__name__ = function
+    return call
+
 
 TensorLoader = Callable[[Mapping[str, Any], str], "tuple[torch.Tensor, torch.Tensor]"]
 
@@ -32,10 +49,10 @@ class DatasetKind:
 
 
 DATASETS: dict[str, DatasetKind] = {
-    "cifar10": DatasetKind(cifar.load_cifar, cifar.data_folder, downloadable=True),
-    "cifar100": DatasetKind(cifar.load_cifar, cifar.data_folder, downloadable=True),
+    "cifar10": DatasetKind(_deferred("cifar", "load_cifar"), _deferred("cifar", "data_folder"), downloadable=True),
+    "cifar100": DatasetKind(_deferred("cifar", "load_cifar"), _deferred("cifar", "data_folder"), downloadable=True),
     "tiny_imagenet": DatasetKind(tiny_imagenet.load_tiny_imagenet, tiny_imagenet.data_folder, downloadable=True),
-    "imagenet": DatasetKind(None, imagenet.data_folder, downloadable=False),
+    "imagenet": DatasetKind(None, _deferred("imagenet", "data_folder"), downloadable=False),
     "digits": DatasetKind(digits.load_digits_tensors, None, downloadable=False),
     "synthetic": DatasetKind(synthetic.load_synthetic, None, downloadable=False),
 }
@@ -97,7 +114,7 @@ def build_dataset(dataset_cfg: Mapping[str, Any], split: str, augment: bool) -> 
     kind = _kind(dataset_cfg)
     transform = build_transform(dataset_cfg, train=check_split(split) == "train", augment=augment)
     if kind.load is None:
-        return imagenet.open_imagenet(dataset_cfg, split, transform)
+        return _deferred("imagenet", "open_imagenet")(dataset_cfg, split, transform)
     images, labels = load_tensors(dataset_cfg, split)
     return InMemoryImages(images, labels, transform)
 

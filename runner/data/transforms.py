@@ -19,12 +19,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from torchvision import transforms as T
-
 from .common import channel_stats, dataset_name, setting
 
 if TYPE_CHECKING:
     from timm.data import Mixup
+    from torchvision import transforms as T
 
 AUGMENTATIONS = ("crop_flip", "vit", "none")
 # mixup/cutmix settings of the ViT recipe (DeiT's alphas; probability and smoothing from the protocol)
@@ -40,11 +39,15 @@ def augmentation(dataset_cfg: Mapping[str, Any]) -> str:
 
 
 def _to_normalised_tensor(dataset_cfg: Mapping[str, Any]) -> list:
+    from torchvision import transforms as T  # deferred: a slow import most jobs never need
+
     return [T.ToTensor(), T.Normalize(channel_stats(dataset_cfg, "mean"), channel_stats(dataset_cfg, "std"))]
 
 
 def build_transform(dataset_cfg: Mapping[str, Any], train: bool, augment: bool) -> T.Compose:
     """The PIL-to-normalised-tensor transform of one split; `augment` only matters when `train`."""
+    from torchvision import transforms as T  # deferred: a slow import most jobs never need
+
     recipe = augmentation(dataset_cfg) if train and augment else "none"
     size = int(setting(dataset_cfg, "image_size"))
     large = dataset_name(dataset_cfg) == "imagenet"
