@@ -25,11 +25,15 @@ MODEL_FILE = "model.pt"
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module inside DistributedDataParallel and/or torch.compile wrappers."""
+    """The user's module inside DistributedDataParallel / DataParallel / torch.compile wrappers.
+
+    The wrappers share the module's parameters, so its state_dict (without
+    wrapper prefixes) is what checkpoints store and what measures perturb.
+    """
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel):
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         else:
             return model

@@ -19,10 +19,12 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
+from runner.checkpoint import unwrap
+
 from .average_case import average_case_sharpness
 from .examples import Batches, data_key, example_batches, mixed_seed
 from .hessian import hessian_top_eigenvalue, hessian_trace
-from .model_state import borrowed, is_channels_last, model_device, unwrap
+from .model_state import borrowed, is_channels_last, model_device
 from .objective import LossFn, Objective
 from .precision import float32_exact
 from .settings import normalize, normalize_all

@@ -81,22 +81,6 @@ def borrowed(model: nn.Module) -> Iterator[BorrowedModel]:
             module.training = training
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DistributedDataParallel / DataParallel / torch.compile wrappers.
-
-    A measure runs on one process in eager mode: DDP would wait for the other
-    ranks in backward, and a compiled module would recompile for the swapped
-    weights. The wrappers share the module's parameters, so restoring it restores them.
-    """
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        else:
-            return model
-
-
 def is_channels_last(model: nn.Module) -> bool:
     """Whether the model's 4-d weights are stored channels-last (then its inputs should be too)."""
     weights = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] * p.shape[2] * p.shape[3] > 1]

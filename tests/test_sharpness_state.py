@@ -168,7 +168,8 @@ def test_worst_case_equals_the_research_style_reference():
 
 
 def test_wrappers_are_measured_through_the_plain_module():
-    from sharpness.model_state import is_channels_last, unwrap
+    from runner.checkpoint import unwrap
+    from sharpness.model_state import is_channels_last
 
     model = net_with_batchnorm_and_dropout()
     wrapped = nn.DataParallel(model)
