@@ -73,6 +73,18 @@ the single pass syncs through DDP as usual. Manual loops run both passes under
 (perturbation from the global gradient) and BatchNorm statistics are updated
 twice per step.
 
+Back to w: `second_step` (and a closure that raises in the second pass)
+moves the weights back by subtracting e, within one rounding of w in float32
+(about 1e-7 relative, far below any update), or, with `exact_restore=True`,
+a GradScaler, 16-bit weights or a DDP `model`, by copying a saved w back
+bit for bit (`sam_opt.perturbation` says why each needs it).
+
+Speed: every per-parameter operation is a `torch._foreach_*` call and nothing
+is read on the host. The form depends on the device (`sam_opt.foreach`): on
+GPUs, multi-tensor kernels; on the CPU, where foreach calls run tensor by
+tensor and the step is bound by passes over memory, one-pass `addcmul`, dot
+products by matrix product, and GSAM's passes run block by block in cache.
+
 BatchNorm: with `model` given, the second pass runs inside
 `frozen_bn_stats(model)`, so running statistics change exactly as after the
 first forward pass alone.

@@ -6,18 +6,22 @@ removes from the update a multiple of the part of g orthogonal to g_p:
     g_perp = g - c g_p,   c = <g, g_p> / ||g_p||^2
     d      = g_p - alpha g_perp = g_p (1 + alpha c) - alpha g
 
-Foreach kernels offer norms but no dot product, so the inner product comes
-from the polarisation identity on s = g + g_p, formed in place in g's buffer:
+so the decomposition is two in-place passes over g_p (scale it, subtract
+alpha g) once c is known, with no temporary tensor and no materialised g_perp;
+g is still intact from the first step, which never modifies it. How <g, g_p>
+is computed depends on the device (`sam_opt.foreach.fuses_per_tensor`):
 
-    <g, g_p> = (||s||^2 - ||g||^2 - ||g_p||^2) / 2     (||g||^2 is left from the first step)
-    d        = g_p (1 + alpha + alpha c) - alpha s        (the same d, written with s)
+- CPU: a dot product per tensor (`foreach.inner_product`), one read of g and g_p.
+- Accelerators: multi-tensor kernels offer norms but no dot product, so the
+  polarisation identity on s = g + g_p, formed in place in g's buffer:
 
-so the whole decomposition is three in-place passes (s, scale g_p, add s) and
-two norms, with no temporary tensor and no materialised g_perp (plus one pass
-dividing out the factor by which the first step turned g into e in place,
-for non-adaptive groups). The error of c
-this way is about float epsilon times ||g|| / ||g_p||, far below anything that
-matters for d. alpha = 0 is SAM exactly: such groups skip the decomposition.
+      <g, g_p> = (||s||^2 - ||g||^2 - ||g_p||^2) / 2     (||g||^2 is left from the first step)
+      d        = g_p (1 + alpha + alpha c) - alpha s        (the same d, written with s)
+
+  The error of c this way is about float epsilon times ||g|| / ||g_p||, far
+  below anything that matters for d.
+
+alpha = 0 is SAM exactly: such groups skip the decomposition.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from sam_opt import foreach
 from sam_opt.base import BaseOptimizer
-from sam_opt.foreach import squared_norm, sum_on
+from sam_opt.foreach import sum_on
 from sam_opt.perturbation import Perturbation
 from sam_opt.sam import SAM
 
@@ -47,34 +52,54 @@ class GSAM(SAM):
         *,
         model: nn.Module | None = None,
         max_grad_norm: float | None = None,
+        exact_restore: bool = False,
         **base_kwargs: Any,
     ) -> None:
         hyperparameters = {"rho": rho, "alpha": alpha, "adaptive": adaptive, "eta": eta}
-        self._setup(params, base_optimizer, hyperparameters, model, max_grad_norm, base_kwargs)
+        self._setup(params, base_optimizer, hyperparameters, model, max_grad_norm, exact_restore, base_kwargs)
 
     def _keeps_first_gradients(self) -> bool:
         return any(group["alpha"] != 0 for group in self.param_groups)
 
-    def _combine_gradients(self, perturbation: Perturbation, second_grads: list[list[Tensor]]) -> None:
+    def _restore_and_combine(self, perturbation: Perturbation, second_grads: list[list[Tensor]]) -> None:
         buckets = perturbation.buckets
         if perturbation.first_grad_sq is None or all(bucket.group["alpha"] == 0 for bucket in buckets):
+            perturbation.restore()
             return
         device = perturbation.first_grad_sq.device
-        second_sq = sum_on([squared_norm(grads) for grads in second_grads], device)
-        sum_squares = []
-        for bucket, grads in zip(buckets, second_grads):
-            sums = bucket.first_grads
-            if bucket.first_grads_factor is not None:
-                torch._foreach_div_(sums, bucket.first_grads_factor)  # first_step left e = factor * g here
-            torch._foreach_add_(sums, grads)  # s = g + g_p, in g's buffer
-            sum_squares.append(squared_norm(sums))
-        inner = (sum_on(sum_squares, device) - perturbation.first_grad_sq - second_sq) / 2
+        by_dot_product = all(foreach.fuses_per_tensor(grads[0].device) for grads in second_grads)
+        parts = [foreach.cache_blocks(grads) for grads in second_grads]
+        second_squares, products = [], []  # per bucket: ||g_p||^2, and <g, g_p> or ||s||^2
+        for bucket, grads, bucket_parts in zip(buckets, second_grads, parts):
+            second_norms, pieces = [], []  # per tensor, reduced once per bucket
+            for part in bucket_parts:
+                bucket.restore(part)  # first: restoring by subtraction reads g, which the polarisation overwrites
+                first, second = bucket.first_grads[part], grads[part]
+                second_norms += foreach.norms(second)
+                if by_dot_product:
+                    pieces += foreach.inner_products(first, second)
+                else:
+                    torch._foreach_add_(first, second)  # s = g + g_p, in g's buffer
+                    pieces += foreach.norms(first)
+            second_squares.append(torch.stack(second_norms).square().sum())
+            if by_dot_product:
+                accumulate = second_squares[-1].dtype
+                products.append(torch.cat(pieces).to(accumulate).sum())
+            else:
+                products.append(torch.stack(pieces).square().sum())
+        second_sq = sum_on(second_squares, device)
+        if by_dot_product:
+            inner, offset = sum_on(products, device), 0  # d = g_p (1 + alpha c) - alpha g
+        else:
+            inner = (sum_on(products, device) - perturbation.first_grad_sq - second_sq) / 2
+            offset = 1  # d = g_p (1 + alpha + alpha c) - alpha s
         # c = 0 when g_p = 0 (then g_perp = g), without a branch on a device value.
         coefficient = inner / second_sq.clamp_min(torch.finfo(second_sq.dtype).tiny)
-        for bucket, grads in zip(buckets, second_grads):
+        for bucket, grads, bucket_parts in zip(buckets, second_grads, parts):
             alpha = bucket.group["alpha"]
             if alpha == 0:
                 continue
-            factor = (1 + alpha + alpha * coefficient).to(grads[0].device, non_blocking=True)
-            torch._foreach_mul_(grads, factor)
-            torch._foreach_add_(grads, bucket.first_grads, alpha=-alpha)
+            factor = (1 + offset * alpha + alpha * coefficient).to(grads[0].device, non_blocking=True)
+            for part in bucket_parts:
+                torch._foreach_mul_(grads[part], factor)
+                torch._foreach_add_(grads[part], bucket.first_grads[part], alpha=-alpha)

@@ -3,12 +3,21 @@
     e = rho * T^2 g / (||T g|| + 1e-12),   T = diag(|w| + eta) if adaptive else I
 
 The norm runs over all parameters of all groups; rho, adaptive and eta are
-read per group. The weights at w are copied into persistent buffers and copied
-back later, so the base step starts from w bit for bit (w + e - e would not,
-and would be NaN after an fp16 overflow). For non-adaptive groups e is formed
-in place in the gradient tensors (foreach kernels have no tensor-valued alpha
-for w + factor * g, and their out= variants go through a temporary on the CPU);
-GSAM, which needs g again, divides that factor back out.
+read per group. g itself is never modified: w + factor * g is one fused pass
+(`add_scaled_`), and GSAM reads g again for its decomposition.
+
+Two ways back to w, chosen per bucket:
+
+- subtract e again (one pass, no extra memory: SAM keeps g until then, GSAM
+  keeps it anyway). w + e - e equals w up to one rounding of the weights'
+  dtype, about 1e-7 relative in float32, far below any update. Used for
+  float32/float64 weights when the perturbation is the same on every worker.
+- copy the weights at w into persistent buffers and back (bit for bit). Used
+  when that rounding matters or may not be allowed: 16-bit weights (one
+  rounding is then as large as an update), a GradScaler (an fp16 overflow
+  makes e non-finite, and the skipped step must leave w intact, not NaN),
+  and per-worker perturbations under DDP (each worker's e differs, so each
+  would round differently and the replicas would drift apart).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sam_opt.foreach import group_by_device_dtype, squared_norm, sum_on
+from sam_opt.foreach import add_scaled_, group_by_device_dtype, squared_norm, sum_on
 
 EPSILON = 1e-12  # guards ||T g|| = 0 (the formula's constant)
 GradientBucket = tuple[dict[str, Any], list[Tensor], list[Tensor]]  # (group, params, grads)
@@ -27,13 +36,30 @@ GradientBucket = tuple[dict[str, Any], list[Tensor], list[Tensor]]  # (group, pa
 
 @dataclass
 class Bucket:
-    """Params of one group on one device with one dtype, as the first step left them."""
+    """Params of one group on one device with one dtype, as the first step left them.
+
+    The weights were moved by e = shift_factor * shift (or e = shift when
+    shift_factor is None); `backups` holds the weights at w when they are
+    restored by copy instead. All three are None when rho = 0.
+    """
 
     group: dict[str, Any]
     params: list[Tensor]
-    backups: list[Tensor] | None  # the weights at w; None when rho = 0 (weights not moved)
-    first_grads: list[Tensor] | None  # g at w, kept only when the direction needs it (GSAM) ...
-    first_grads_factor: Tensor | None  # ... multiplied by this factor when it became e in place
+    backups: list[Tensor] | None
+    shift: list[Tensor] | None
+    shift_factor: Tensor | None
+    first_grads: list[Tensor] | None  # g at w, unmodified, kept only when the direction needs it (GSAM)
+
+    def restore(self, part: slice = slice(None)) -> None:
+        """Move this bucket's weights (those in `part` of its list) back to w."""
+        params = self.params[part]
+        if self.backups is not None:
+            torch._foreach_copy_(params, self.backups[part])
+        elif self.shift is not None:
+            if self.shift_factor is None:
+                torch._foreach_sub_(params, self.shift[part])
+            else:
+                add_scaled_(params, self.shift[part], -self.shift_factor)  # -(f * g) is exactly the e added
 
 
 @dataclass
@@ -45,11 +71,10 @@ class Perturbation:
     overflow: Tensor | None  # 0-dim bool: the first pass' gradients were not finite (scaler only)
 
     def restore(self) -> None:
-        """Put every moved weight back to its value at w."""
+        """Put every moved weight back to w (see the module docstring for how exactly)."""
         with torch.no_grad():
             for bucket in self.buckets:
-                if bucket.backups is not None:
-                    torch._foreach_copy_(bucket.params, bucket.backups)
+                bucket.restore()
 
 
 class BackupBuffers:
@@ -85,6 +110,11 @@ def gradient_buckets(param_groups: list[dict[str, Any]]) -> list[GradientBucket]
     return buckets
 
 
+def restores_by_copy(dtype: torch.dtype) -> bool:
+    """Whether one rounding of `dtype` is too coarse to undo e by subtraction (16-bit and narrower)."""
+    return torch.finfo(dtype).bits < 32
+
+
 @torch.no_grad()
 def perturb(
     buckets: list[GradientBucket],
@@ -92,12 +122,14 @@ def perturb(
     *,
     keep_first_grads: bool,
     unscale: Tensor | None,
+    exact_restore: bool,
 ) -> Perturbation:
     """Move the weights to w + e (per the module docstring) and clear their gradients.
 
     `unscale` is 1/S when the gradients carry a GradScaler's scale S: e is then
     computed from unscaled gradients, and a non-finite gradient norm is
-    recorded as `overflow` so the step can be skipped later.
+    recorded as `overflow` so the step can be skipped later. `exact_restore`
+    asks for restoring by copy in every bucket.
     """
     device = buckets[0][1][0].device
     weighted = [_weighted(group, params, grads) for group, params, grads in buckets]
@@ -107,32 +139,36 @@ def perturb(
     if unscale is not None:
         overflow = ~torch.isfinite(norm)
         norm = norm * unscale
+        exact_restore = True
     denominator = norm + EPSILON
 
     kept, first_grad_squares = [], []
     for (group, params, grads), pair, square in zip(buckets, weighted, squares):
-        moved, factor = None, None
+        moved, shift, factor = None, None, None
         if group["rho"] != 0:
             factor = group["rho"] / denominator
             if unscale is not None:
                 factor = factor * unscale
             factor = factor.to(params[0].device, non_blocking=True)
-            moved = backups(params)
-            torch._foreach_copy_(moved, params)
+            if exact_restore or restores_by_copy(params[0].dtype):
+                moved = backups(params)
+                torch._foreach_copy_(moved, params)
             if pair is None:
-                torch._foreach_mul_(grads, factor)  # e = factor * g, in g's buffer
-                torch._foreach_add_(params, grads)
+                add_scaled_(params, grads, factor)
+                shift = grads
             else:
                 weights, shift = pair
                 torch._foreach_mul_(shift, weights)  # T g -> T^2 g
-                torch._foreach_mul_(shift, factor)
+                torch._foreach_mul_(shift, factor)  # e itself
                 torch._foreach_add_(params, shift)
-                factor = None  # g itself was left untouched
+                factor = None
+            if moved is not None:
+                shift, factor = None, None  # restored by copy: e is not needed again
+        first_grads = None
         if keep_first_grads:
             first_grad_squares.append(square if pair is None else squared_norm(grads))
-            kept.append(Bucket(group, params, moved, grads, factor))
-        else:
-            kept.append(Bucket(group, params, moved, None, None))
+            first_grads = grads
+        kept.append(Bucket(group, params, moved, shift, factor, first_grads))
         for param in params:
             param.grad = None
     first_grad_sq = sum_on(first_grad_squares, device) if keep_first_grads else None

@@ -39,6 +39,10 @@ class SAM(torch.optim.Optimizer):
     being trained: its BatchNorm statistics are frozen for the second pass and,
     if it is DDP-wrapped, gradients are averaged once per step (see the package
     docstring). `max_grad_norm` clips the final direction before the base step.
+    `exact_restore=True` brings the weights back to w bit for bit (a copy of
+    them, kept across steps) instead of within one float32 rounding (w + e - e);
+    it is implied by a GradScaler, 16-bit weights and a DDP `model`, see
+    `sam_opt.perturbation`.
     """
 
     def __init__(
@@ -51,10 +55,11 @@ class SAM(torch.optim.Optimizer):
         *,
         model: nn.Module | None = None,
         max_grad_norm: float | None = None,
+        exact_restore: bool = False,
         **base_kwargs: Any,
     ) -> None:
         hyperparameters = {"rho": rho, "adaptive": adaptive, "eta": eta}
-        self._setup(params, base_optimizer, hyperparameters, model, max_grad_norm, base_kwargs)
+        self._setup(params, base_optimizer, hyperparameters, model, max_grad_norm, exact_restore, base_kwargs)
 
     def _setup(
         self,
@@ -63,12 +68,15 @@ class SAM(torch.optim.Optimizer):
         hyperparameters: dict[str, Any],
         model: nn.Module | None,
         max_grad_norm: float | None,
+        exact_restore: bool,
         base_kwargs: dict[str, Any],
     ) -> None:
         validation.check_group(hyperparameters)
         validation.check_max_grad_norm(max_grad_norm)
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
+        if not isinstance(exact_restore, bool):
+            raise TypeError(f"exact_restore must be True or False, got {exact_restore!r}")
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
@@ -82,6 +90,7 @@ class SAM(torch.optim.Optimizer):
         self.defaults = {**base.defaults, **hyperparameters}
         self.model = model
         self.max_grad_norm = max_grad_norm
+        self.exact_restore = exact_restore
         self._hyperparameters = dict(hyperparameters)
         self._ddp = find_ddp(model)
         self._perturbation: Perturbation | None = None
@@ -155,7 +164,12 @@ class SAM(torch.optim.Optimizer):
             raise RuntimeError("first_step() found no gradients: call backward() on the loss before first_step()")
         unscale = inverse_scale(scaler, buckets[0][1][0].device) if scaler is not None else None
         self._perturbation = perturb(
-            buckets, self._backups, keep_first_grads=self._keeps_first_gradients(), unscale=unscale
+            buckets,
+            self._backups,
+            keep_first_grads=self._keeps_first_gradients(),
+            unscale=unscale,
+            # Per-worker e under DDP: every replica must come back to the very same w.
+            exact_restore=self.exact_restore or self._ddp is not None,
         )
 
     @torch.no_grad()
@@ -173,9 +187,8 @@ class SAM(torch.optim.Optimizer):
         if (scaler is not None) != (perturbation.overflow is not None):
             raise RuntimeError("pass the same grad_scaler (or none) to first_step() and second_step()")
         self._perturbation = None
-        perturbation.restore()
         second_grads = [[_grad_or_zeros(param) for param in bucket.params] for bucket in perturbation.buckets]
-        self._combine_gradients(perturbation, second_grads)
+        self._restore_and_combine(perturbation, second_grads)
         if perturbation.overflow is not None:
             # An overflow in the first pass must skip the step even if the second looks finite.
             poison_if(perturbation.overflow, [grad for grads in second_grads for grad in grads])
@@ -206,8 +219,12 @@ class SAM(torch.optim.Optimizer):
         """Whether the first step must keep g for the direction (SAM updates with g_p alone)."""
         return False
 
-    def _combine_gradients(self, perturbation: Perturbation, second_grads: list[list[Tensor]]) -> None:
-        """Turn the gradients at w + e (in place) into the update direction; SAM uses them as they are."""
+    def _restore_and_combine(self, perturbation: Perturbation, second_grads: list[list[Tensor]]) -> None:
+        """Move the weights back to w and turn the gradients at w + e (in place) into the update direction.
+
+        SAM uses them as they are; GSAM interleaves its decomposition with the restore.
+        """
+        perturbation.restore()
 
     def _check_groups(self) -> None:
         for index, group in enumerate(self.param_groups):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from sam_opt import GSAM, SAM, frozen_bn_stats
+from sam_opt import GSAM, SAM, foreach, frozen_bn_stats
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=5e-4)
 
@@ -247,6 +247,7 @@ def allowing_host_reads(closure, originals: dict):
         (SAM, {}),
         (GSAM, {}),
         (GSAM, {"adaptive": True, "eta": 0.01, "max_grad_norm": 1.0}),
+        (GSAM, {"exact_restore": True}),
     ],
 )
 def test_step_never_reads_a_tensor_on_the_host(cls, kwargs: dict) -> None:
@@ -256,3 +257,49 @@ def test_step_never_reads_a_tensor_on_the_host(cls, kwargs: dict) -> None:
     optimizer.step(closure)  # the first step creates the momentum buffers
     with host_reads_forbidden() as originals:
         optimizer.step(allowing_host_reads(closure, originals))
+
+
+# ---------------------------------------------------------------- kernels
+
+
+def test_both_forms_of_add_scaled_agree_and_leave_the_sources_alone() -> None:
+    """The CPU's one-pass addcmul and the accelerators' multi-tensor mul + add compute the same thing."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(3,), (4, 5), (2, 3, 3, 3), ()]
+    targets = [torch.randn(shape, generator=generator) for shape in shapes]
+    sources = [torch.randn(shape, generator=generator) for shape in shapes]
+    pristine = [source.clone() for source in sources]
+    factor = torch.tensor(-0.37)
+    expected = [target + factor * source for target, source in zip(targets, sources)]
+    for kernel in (foreach._add_scaled_per_tensor, foreach._add_scaled_multi_tensor):
+        result = [target.clone() for target in targets]
+        kernel(result, sources, factor)
+        assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in zip(result, expected))
+        assert all(torch.equal(a, b) for a, b in zip(sources, pristine))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_inner_product_over_mixed_shapes_and_layouts(dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(1)
+    shapes = [(7,), (3, 4), (2, 3, 5, 5), (), (0, 3)]
+    first = [torch.randn(shape, generator=generator).to(dtype) for shape in shapes]
+    second = [torch.randn(shape, generator=generator).to(dtype) for shape in shapes]
+    first[2] = first[2].to(memory_format=torch.channels_last)  # one in channels_last, its partner not
+    second.append(torch.randn(2, 3, 5, 5, generator=generator).to(dtype).to(memory_format=torch.channels_last))
+    first.append(torch.randn(2, 3, 5, 5, generator=generator).to(dtype).to(memory_format=torch.channels_last))
+    expected = sum(float((a.double() * b.double()).sum()) for a, b in zip(first, second))
+    result = foreach.inner_product(first, second)
+    assert result.dim() == 0 and result.dtype == torch.promote_types(dtype, torch.float32)
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5 if dtype == torch.float32 else 2e-2
+    assert abs(float(result) - expected) <= tolerance * sum(
+        float(a.double().norm() * b.double().norm()) for a, b in zip(first, second)
+    )
+
+
+def test_cache_blocks_cover_the_list_in_order() -> None:
+    tensors = [torch.empty(n) for n in (10, 300, 5, 5, 1000, 1, 0, 2)]  # float32: 4 bytes each
+    parts = foreach.cache_blocks(tensors, block_bytes=1024)
+    assert parts == [slice(0, 2), slice(2, 5), slice(5, 8)]  # 1240 bytes, then 4040 (the large one), then the rest
+    assert [id(t) for part in parts for t in tensors[part]] == [id(t) for t in tensors]
+    assert foreach.cache_blocks(tensors, block_bytes=1 << 30) == [slice(0, 8)]
+    assert foreach.cache_blocks([]) == [slice(None)]

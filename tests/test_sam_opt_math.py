@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from sam_opt import GSAM, SAM
+from sam_opt import GSAM, SAM, foreach
 
 LR = 0.1
 
@@ -53,9 +53,21 @@ def expected_step(matrix, w, rho, alpha, adaptive, eta, lr=LR, rho_per_entry=Non
     return w - lr * (g_p - alpha * g_perp)
 
 
+@pytest.fixture(params=["per-tensor", "per-tensor in blocks", "multi-tensor"])
+def kernels(request, monkeypatch) -> str:
+    """The CPU's kernels (addcmul, dot products; in one block here, as the parameters are small, or
+    in blocks of one tensor) and, with the CPU taken for an accelerator, the multi-tensor ones
+    (mul + add, polarisation) that run on GPUs: all must give the formula."""
+    if request.param == "per-tensor in blocks":
+        monkeypatch.setattr(foreach, "CPU_BLOCK_BYTES", 1)
+    if request.param == "multi-tensor":
+        monkeypatch.setattr(foreach, "fuses_per_tensor", lambda device: False)
+    return request.param
+
+
 @pytest.mark.parametrize("adaptive", [False, True])
 @pytest.mark.parametrize("kind", ["sam", "gsam"])
-def test_one_step_matches_closed_form(kind: str, adaptive: bool) -> None:
+def test_one_step_matches_closed_form(kind: str, adaptive: bool, kernels: str) -> None:
     matrix, params = quadratic()
     w = flat(params)
     rho, alpha, eta = 0.3, 0.4, 0.01
@@ -72,7 +84,7 @@ def test_one_step_matches_closed_form(kind: str, adaptive: bool) -> None:
 
 
 @pytest.mark.parametrize("first_rho", [0.2, 0.0])
-def test_per_group_rho_shares_one_norm(first_rho: float) -> None:
+def test_per_group_rho_shares_one_norm(first_rho: float, kernels: str) -> None:
     matrix, params = quadratic(seed=1)
     w = flat(params)
     groups = [{"params": [params[0]], "rho": first_rho}, {"params": [params[1]], "rho": 0.5}]
@@ -223,10 +235,17 @@ def test_four_micro_batches_equal_one_batch(cls) -> None:
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
 
 
-def test_a_failing_second_pass_leaves_the_weights_at_w() -> None:
+def within_one_rounding(restored: torch.Tensor, original: torch.Tensor, rho: float) -> bool:
+    """|restored - w| within a couple of roundings of |w| + |e| (|e| <= rho), the bound of w + e - e."""
+    eps = torch.finfo(original.dtype).eps
+    return bool(((restored - original).abs() <= 2 * eps * (original.abs() + rho)).all())
+
+
+@pytest.mark.parametrize("exact_restore", [False, True])
+def test_a_failing_second_pass_leaves_the_weights_at_w(exact_restore: bool) -> None:
     net = small_net()
     before = copy.deepcopy(net.state_dict())
-    optimizer = GSAM(net.parameters(), SGD, rho=0.5)
+    optimizer = GSAM(net.parameters(), SGD, rho=0.5, exact_restore=exact_restore)
     x, y = batch()
     calls = []
 
@@ -240,5 +259,59 @@ def test_a_failing_second_pass_leaves_the_weights_at_w() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         optimizer.step(closure)
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), before.values()))
+    pairs = list(zip(net.state_dict().values(), before.values()))
+    if exact_restore:
+        assert all(torch.equal(a, b) for a, b in pairs)
+    else:
+        assert all(within_one_rounding(a, b, rho=0.5) for a, b in pairs)
     train(net, optimizer, steps=1)  # still usable
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_weights_seen_by_the_second_pass_and_restored(dtype: torch.dtype) -> None:
+    """The second pass sees w + e; afterwards w is back: bit for bit in 16 bits, within one rounding above."""
+    torch.manual_seed(0)
+    net = nn.Linear(64, 8).to(dtype)
+    w = [param.detach().clone() for param in net.parameters()]
+    optimizer = SAM(net.parameters(), functools.partial(torch.optim.SGD, lr=0.0), rho=0.3)
+    x = torch.randn(32, 64).to(dtype)
+    seen = []
+
+    def closure() -> torch.Tensor:
+        seen.append([param.detach().clone() for param in net.parameters()])
+        loss = net(x).float().square().mean()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    grads = [param.grad for param in net.parameters()]  # lr = 0: the weights must not move
+    assert all(g is not None for g in grads)
+    shift = torch.cat([(a - b).double().reshape(-1) for a, b in zip(seen[1], w)])
+    w_norm = float(torch.cat([p.double().reshape(-1) for p in w]).norm())
+    # ||e|| = rho ||g|| / (||g|| + 1e-12): rho, up to the roundings of w + e and the 1e-12 guard.
+    assert abs(float(shift.norm()) - 0.3) <= 2 * torch.finfo(dtype).eps * (w_norm + 0.3) + 1e-11
+    after = list(net.parameters())
+    if torch.finfo(dtype).bits < 32:
+        assert all(torch.equal(a.detach(), b) for a, b in zip(after, w))
+    else:
+        assert all(within_one_rounding(a.detach(), b, rho=0.3) for a, b in zip(after, w))
+
+
+def test_exact_restore_is_bit_for_bit_and_otherwise_agrees_to_rounding() -> None:
+    trained = {}
+    for exact in (False, True):
+        net = small_net()
+        optimizer = GSAM(net.parameters(), SGD, rho=0.2, alpha=0.1, exact_restore=exact)
+        train(net, optimizer, steps=5)
+        trained[exact] = flat(list(net.parameters()))
+    assert torch.allclose(trained[False], trained[True], rtol=0, atol=1e-6)
+    net = small_net()
+    w = flat(list(net.parameters()))
+    optimizer = SAM(net.parameters(), functools.partial(torch.optim.SGD, lr=0.0), rho=0.5, exact_restore=True)
+    train(net, optimizer, steps=3)
+    assert torch.equal(flat(list(net.parameters())), w)
+
+
+def test_exact_restore_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="exact_restore must be True or False, got 'yes'"):
+        SAM(small_net().parameters(), SGD, exact_restore="yes")
