@@ -291,7 +291,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads on the CPU")
-    parser.add_argument("--rounds", type=int, default=30, help="rounds of the optimizer-side comparison")
+    parser.add_argument("--rounds", type=int, default=60, help="rounds of the optimizer-side comparison")
     parser.add_argument("--step-rounds", type=int, default=20, help="rounds of the whole-step comparison")
     parser.add_argument("--width", type=int, default=16, help="ResNet-18 width for the whole-step ratio")
     parser.add_argument("--batch-size", type=int, default=64)

@@ -31,10 +31,11 @@ def running_stat_buffers(model: nn.Module) -> list[torch.Tensor]:
     """The running-statistics buffers of every normalisation layer in `model` that tracks them."""
     buffers = []
     for module in model.modules():
-        if not getattr(module, "track_running_stats", False):
+        # Plain attributes and registered buffers, read without nn.Module.__getattr__ (slow on a miss).
+        if not module.__dict__.get("track_running_stats", False):
             continue
         for name in _RUNNING_STATS:
-            buffer = getattr(module, name, None)
+            buffer = module._buffers.get(name)
             if isinstance(buffer, torch.Tensor):
                 buffers.append(buffer)
     return buffers

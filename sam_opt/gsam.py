@@ -95,11 +95,12 @@ class GSAM(SAM):
             offset = 1  # d = g_p (1 + alpha + alpha c) - alpha s
         # c = 0 when g_p = 0 (then g_perp = g), without a branch on a device value.
         coefficient = inner / second_sq.clamp_min(torch.finfo(second_sq.dtype).tiny)
-        for bucket, grads, bucket_parts in zip(buckets, second_grads, parts):
+        # Backwards, so the base step, which starts from the first tensors, finds them still in cache.
+        for bucket, grads, bucket_parts in reversed(list(zip(buckets, second_grads, parts))):
             alpha = bucket.group["alpha"]
             if alpha == 0:
                 continue
             factor = (1 + offset * alpha + alpha * coefficient).to(grads[0].device, non_blocking=True)
-            for part in bucket_parts:
+            for part in reversed(bucket_parts):
                 torch._foreach_mul_(grads[part], factor)
                 torch._foreach_add_(grads[part], bucket.first_grads[part], alpha=-alpha)

@@ -71,10 +71,14 @@ class Perturbation:
     overflow: Tensor | None  # 0-dim bool: the first pass' gradients were not finite (scaler only)
 
     def restore(self) -> None:
-        """Put every moved weight back to w (see the module docstring for how exactly)."""
+        """Put every moved weight back to w (see the module docstring for how exactly).
+
+        Backwards, last tensor first: the base step that follows starts from the
+        first tensors and so finds them still in cache.
+        """
         with torch.no_grad():
-            for bucket in self.buckets:
-                bucket.restore()
+            for bucket in reversed(self.buckets):
+                bucket.restore(slice(None, None, -1))
 
 
 class BackupBuffers:

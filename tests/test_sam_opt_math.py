@@ -268,7 +268,7 @@ def test_a_failing_second_pass_leaves_the_weights_at_w(exact_restore: bool) -> N
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
-def test_weights_seen_by_the_second_pass_and_restored(dtype: torch.dtype) -> None:
+def test_weights_seen_by_the_second_pass_and_restored(dtype: torch.dtype, kernels: str) -> None:
     """The second pass sees w + e; afterwards w is back: bit for bit in 16 bits, within one rounding above."""
     torch.manual_seed(0)
     net = nn.Linear(64, 8).to(dtype)
