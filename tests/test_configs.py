@@ -74,6 +74,14 @@ def test_optimizer_options_instantiate(optimizer, base):
     assert isinstance(opt.base_optimizer, expected_base)
 
 
+@pytest.mark.parametrize("exact", [None, True])
+def test_exact_restore_reaches_the_optimizer_from_the_command_line(exact):
+    overrides = ["optimizer=gsam", "model.width=4"] + ([f"+optimizer.exact_restore={exact}"] if exact else [])
+    cfg = compose_with(overrides)
+    opt = build_optimizer(cfg.optimizer, build_model(cfg.model))
+    assert opt.exact_restore is bool(exact)
+
+
 @pytest.mark.parametrize("schedule", options("schedule"))
 def test_schedule_options_build(schedule):
     cfg = compose_with([f"schedule={schedule}"])
