@@ -66,33 +66,10 @@ class GSAM(SAM):
         if perturbation.first_grad_sq is None or all(bucket.group["alpha"] == 0 for bucket in buckets):
             perturbation.restore()
             return
-        device = perturbation.first_grad_sq.device
         by_dot_product = all(foreach.fuses_per_tensor(grads[0].device) for grads in second_grads)
         parts = [foreach.cache_blocks(grads) for grads in second_grads]
-        second_squares, products = [], []  # per bucket: ||g_p||^2, and <g, g_p> or ||s||^2
-        for bucket, grads, bucket_parts in zip(buckets, second_grads, parts):
-            second_norms, pieces = [], []  # per tensor, reduced once per bucket
-            for part in bucket_parts:
-                bucket.restore(part)  # first: restoring by subtraction reads g, which the polarisation overwrites
-                first, second = bucket.first_grads[part], grads[part]
-                second_norms += foreach.norms(second)
-                if by_dot_product:
-                    pieces += foreach.inner_products(first, second)
-                else:
-                    torch._foreach_add_(first, second)  # s = g + g_p, in g's buffer
-                    pieces += foreach.norms(first)
-            second_squares.append(torch.stack(second_norms).square().sum())
-            if by_dot_product:
-                accumulate = second_squares[-1].dtype
-                products.append(torch.cat(pieces).to(accumulate).sum())
-            else:
-                products.append(torch.stack(pieces).square().sum())
-        second_sq = sum_on(second_squares, device)
-        if by_dot_product:
-            inner, offset = sum_on(products, device), 0  # d = g_p (1 + alpha c) - alpha g
-        else:
-            inner = (sum_on(products, device) - perturbation.first_grad_sq - second_sq) / 2
-            offset = 1  # d = g_p (1 + alpha + alpha c) - alpha s
+        inner, second_sq = _restore_and_measure(perturbation, second_grads, parts, by_dot_product)
+        offset = 0 if by_dot_product else 1  # d = g_p (1 + alpha c) - alpha g, or ... - alpha s
         # c = 0 when g_p = 0 (then g_perp = g), without a branch on a device value.
         coefficient = inner / second_sq.clamp_min(torch.finfo(second_sq.dtype).tiny)
         # Backwards, so the base step, which starts from the first tensors, finds them still in cache.
@@ -104,3 +81,35 @@ class GSAM(SAM):
             for part in reversed(bucket_parts):
                 torch._foreach_mul_(grads[part], factor)
                 torch._foreach_add_(grads[part], bucket.first_grads[part], alpha=-alpha)
+
+
+def _restore_and_measure(
+    perturbation: Perturbation, second_grads: list[list[Tensor]], parts: list[list[slice]], by_dot_product: bool
+) -> tuple[Tensor, Tensor]:
+    """Move the weights back to w and return (<g, g_p>, ||g_p||^2), block by block.
+
+    With `by_dot_product` False, g's buffers end up holding s = g + g_p (the
+    polarisation identity of the module docstring).
+    """
+    device = perturbation.first_grad_sq.device
+    second_squares, products = [], []  # per bucket: ||g_p||^2, and <g, g_p> or ||s||^2
+    for bucket, grads, bucket_parts in zip(perturbation.buckets, second_grads, parts):
+        second_norms, pieces = [], []  # per tensor, reduced once per bucket
+        for part in bucket_parts:
+            bucket.restore(part)  # first: restoring by subtraction reads g, which the polarisation overwrites
+            first, second = bucket.first_grads[part], grads[part]
+            second_norms += foreach.norms(second)
+            if by_dot_product:
+                pieces += foreach.inner_products(first, second)
+            else:
+                torch._foreach_add_(first, second)  # s = g + g_p, in g's buffer
+                pieces += foreach.norms(first)
+        second_squares.append(torch.stack(second_norms).square().sum())
+        if by_dot_product:
+            products.append(torch.cat(pieces).to(second_squares[-1].dtype).sum())
+        else:
+            products.append(torch.stack(pieces).square().sum())
+    second_sq = sum_on(second_squares, device)
+    if by_dot_product:
+        return sum_on(products, device), second_sq
+    return (sum_on(products, device) - perturbation.first_grad_sq - second_sq) / 2, second_sq
