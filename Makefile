@@ -22,7 +22,7 @@ setup: $(VENV)/.installed
 # The 9-cell grid (SGD/SAM/GSAM x constant/batch/cosine) on scikit-learn's digits, on the CPU.
 demo: setup
 	$(PY) launch.py -m experiment=demo
-	$(PY) -m analysis results/demo
+	$(PY) -m analysis $${SAM_RESULTS_ROOT:-results}/demo
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
