@@ -143,7 +143,7 @@ def perturb(
     if unscale is not None:
         overflow = ~torch.isfinite(norm)
         norm = norm * unscale
-        exact_restore = True
+        exact_restore = True  # an overflow makes e non-finite: only a copy brings w back
     denominator = norm + EPSILON
 
     kept, first_grad_squares = [], []
