@@ -43,7 +43,12 @@ def squared_norm(tensors: TensorList) -> Tensor:
     Per-tensor norms are accumulated in float32 or wider, so bfloat16 or float16
     gradients do not lose the sum to rounding.
     """
-    return torch.stack(norms(tensors)).square().sum()
+    return sum_of_squares(norms(tensors))
+
+
+def sum_of_squares(values: TensorList) -> Tensor:
+    """The sum of the squares of 0-dim tensors (per-tensor norms -> squared norm of them all)."""
+    return torch.stack(values).square().sum()
 
 
 def norms(tensors: TensorList) -> TensorList:

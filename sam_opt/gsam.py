@@ -104,11 +104,11 @@ def _restore_and_measure(
             else:
                 torch._foreach_add_(first, second)  # s = g + g_p, in g's buffer
                 pieces += foreach.norms(first)
-        second_squares.append(torch.stack(second_norms).square().sum())
+        second_squares.append(foreach.sum_of_squares(second_norms))
         if by_dot_product:
             products.append(torch.cat(pieces).to(second_squares[-1].dtype).sum())
         else:
-            products.append(torch.stack(pieces).square().sum())
+            products.append(foreach.sum_of_squares(pieces))
     second_sq = sum_on(second_squares, device)
     if by_dot_product:
         return sum_on(products, device), second_sq

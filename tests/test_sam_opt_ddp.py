@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sam_opt import GSAM, SAM
+from test_sam_opt_contract import closure_for
 
 WORLD_SIZE = 2
 STEPS = 2
@@ -43,15 +44,6 @@ def local_batch(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(8, 6, generator=generator), torch.randint(0, 3, (8,), generator=generator)
 
 
-def loss_closure(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-    def closure() -> torch.Tensor:
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-
-    return closure
-
-
 def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
@@ -61,7 +53,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             ddp = DistributedDataParallel(model)
             optimizer = build(model.parameters(), model=ddp)
             for step in range(STEPS):
-                optimizer.step(loss_closure(ddp, *local_batch(rank, step)))
+                optimizer.step(closure_for(ddp, *local_batch(rank, step)))
             torch.save(model.state_dict(), Path(out_dir) / f"{name}-{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -77,7 +69,7 @@ def local_direction(model: nn.Module, build, x: torch.Tensor, y: torch.Tensor) -
     """One worker's update direction: the optimizer's step with plain SGD at lr 1 is w - d."""
     replica = copy.deepcopy(model)
     optimizer = build(replica.parameters(), base_optimizer=functools.partial(torch.optim.SGD, lr=1.0))
-    optimizer.step(loss_closure(replica, x, y))
+    optimizer.step(closure_for(replica, x, y))
     return [(a - b).detach() for a, b in zip(model.parameters(), replica.parameters())]
 
 
