@@ -64,7 +64,7 @@ from runner.models import cifar_resnet18, imagenet_resnet50, wide_resnet28_10  #
 from runner.schedule import Schedule, Stage, remember_initial_values  # noqa: E402
 from runner.train import resolve_precision, train_epoch  # noqa: E402
 
-# The authors' hyperparameters (PROTOCOL.md): plain SGD lr 0.1, rho 0.05, GSAM alpha 0.02.
+# The authors' hyperparameters (docs/paper.md): plain SGD lr 0.1, rho 0.05, GSAM alpha 0.02.
 LR, RHO, ALPHA = 0.1, 0.05, 0.02
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 OPTIMIZERS = ("sgd", "sam", "gsam")
