@@ -10,10 +10,14 @@ In a notebook:
     table                                                # renders as Markdown
     analysis.compare_with_paper(runs, "cifar10", "resnet18")
     analysis.check_claims(runs, "cifar10", "resnet18")
+    for sweep in analysis.find_sweeps(runs):         # a study over rho, lr, ...
+        analysis.sweep_table(sweep)                  # each column against the swept key
 
 Values are `mean ± std` over seeds with the sample standard deviation
 (ddof=1); a cell with one seed shows its value alone. Failed, diverged and
 unreadable records never enter a mean; `load_results(root).problems` lists them.
+Tables are built per (dataset, model, variant): a variant (`rho=0.1`) is a
+set of values that differ from the experiment preset, "" the preset's own.
 """
 
 from .claims import Claim, check_claims, claims_for
@@ -24,13 +28,16 @@ from .paper import compare_with_paper, reported_results, reported_value
 from .problems import Problem, summarize_problems
 from .render import to_latex, to_markdown
 from .report import Report, build_report, report_markdown
-from .stats import cell_stats, table_keys
+from .stats import Selection, cell_stats, select_runs, table_keys
+from .sweep_figure import plot_sweep
+from .sweeps import Sweep, find_sweeps, sweep_stats, sweep_table
 from .tables import Table, paper_table
 
 __all__ = [
-    "Claim", "LoadedRuns", "Problem", "Report", "Table",
+    "Claim", "LoadedRuns", "Problem", "Report", "Selection", "Sweep", "Table",
     "build_report", "cell_stats", "check_claims", "claims_for", "compare_with_paper", "completed",
-    "load_results", "load_runs", "paper_table", "plot_curves", "plot_table", "read_runs_csv",
-    "report_markdown", "reported_results", "reported_value", "save_figure", "summarize_problems",
-    "table_keys", "to_latex", "to_markdown", "write_runs_csv",
+    "find_sweeps", "load_results", "load_runs", "paper_table", "plot_curves", "plot_sweep", "plot_table",
+    "read_runs_csv", "report_markdown", "reported_results", "reported_value", "save_figure", "select_runs",
+    "summarize_problems", "sweep_stats", "sweep_table", "table_keys", "to_latex", "to_markdown",
+    "write_runs_csv",
 ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .names import OPTIMIZERS, PAPER_SCHEDULES, cell_label, cell_order, slug, table_title
+from .names import OPTIMIZERS, PAPER_SCHEDULES, cell_label, cell_order
 from .paper import has_paper_numbers, reported_value
 from .stats import TEST_ERROR, cell_means, cell_stats, choose_measure, measures_in, metric_column, select_runs
 from .tables import Table
@@ -90,6 +90,7 @@ def check_claims(
     model: str,
     *,
     experiment: str | None = None,
+    variant: str | None = None,
     sharpness: str | None = None,
 ) -> Table:
     """A `Table` of the claims for one (dataset, model): ours / the paper's verdict, and why ours fails.
@@ -97,7 +98,8 @@ def check_claims(
     Sharpness claims use the table's sharpness measure (see `paper_table`);
     the orderings they assert make sense for any measure.
     """
-    runs, show_experiment = select_runs(runs, dataset, model, experiment)
+    selection = select_runs(runs, dataset, model, experiment, variant)
+    runs = selection.runs
     measure = choose_measure(measures_in(runs), sharpness)
     columns = {"test_error": TEST_ERROR, "sharpness": metric_column(measure) if measure else None}
     stats = cell_stats(runs, [c for c in columns.values() if c])
@@ -120,11 +122,11 @@ def check_claims(
     if in_paper:
         caption += " Paper: the same check on its published numbers."
     return Table(
-        title=f"{table_title(dataset, model, experiment if show_experiment else None)}: the paper's claims",
+        title=f"{selection.title()}: the paper's claims",
         header=["Claim", "Ours", "Paper", "Details (ours)"],
         align="lccl",
         rows=rows,
         caption=caption,
-        key=slug(experiment if show_experiment else "", dataset, model, "claims"),
+        key=selection.key("claims"),
         stats=pd.DataFrame(tidy),
     )

@@ -8,7 +8,9 @@ FOLDER/analysis):
     tables.tex                         the same tables, LaTeX booktabs
     runs.csv                           tidy: one row per run (all statuses)
     cells.csv, comparison.csv, claims.csv   tidy numbers behind the tables
+    sweeps.csv                         tidy numbers of the sweep views (when the folder sweeps a key)
     figures/<table>.png|pdf            grouped bars per table
+    figures/<table>-sweep-<key>.png|pdf  a sweep view's lines: each column against the swept key
     figures/curves/<run>.png|pdf       training curves per run folder
 
 Exit status: 0 when at least one table was built, 1 when there was nothing
@@ -27,6 +29,7 @@ from .columns import write_runs_csv
 from .figures import plot_curves, plot_table, save_figure
 from .problems import one_line
 from .report import Report, build_report
+from .sweep_figure import plot_sweep
 
 FORMATS = ("md", "tex", "csv")
 FIGURE_CHOICES = ("all", "tables", "none")
@@ -76,6 +79,9 @@ def write_tables(report: Report, out: Path, formats: list[str]) -> list[Path]:
         for name, part in (("cells", "table"), ("comparison", "comparison"), ("claims", "claims")):
             report.frame(part).to_csv(out / f"{name}.csv", index=False)
             written.append(out / f"{name}.csv")
+        if report.sweeps:
+            report.frame("sweeps").to_csv(out / "sweeps.csv", index=False)
+            written.append(out / "sweeps.csv")
     return written
 
 
@@ -89,10 +95,16 @@ def write_figures(report: Report, out: Path, which: str) -> tuple[list[Path], li
         if s.table.stats is None or s.table.stats.empty:  # no completed run: nothing to draw
             continue
         try:
-            figure = plot_table(runs, s.dataset, s.model, experiment=s.experiment, sharpness=report.sharpness)
+            figure = plot_table(runs, s.dataset, s.model, experiment=s.experiment, variant=s.variant,
+                                sharpness=report.sharpness)
             written += save_figure(figure, out / "figures" / s.table.key)
         except Exception as exc:  # a plotting bug must not cost the tables
             warnings.append(f"figure for {s.table.title}: {one_line(exc)}")
+    for view in report.sweeps:
+        try:
+            written += save_figure(plot_sweep(view.sweep, report.sharpness), out / "figures" / view.table.key)
+        except Exception as exc:
+            warnings.append(f"figure for {view.table.title}: {one_line(exc)}")
     if which == "all":
         root = report.loaded.root.resolve()  # run_dir is resolved too
         for run_dir in runs["run_dir"]:

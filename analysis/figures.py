@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .load import completed
-from .names import OPTIMIZERS, SCHEDULES, cell_label, table_title
+from .names import OPTIMIZERS, SCHEDULES, cell_label
 from .stats import TEST_ERROR, choose_measure, measures_in, metric_column, select_runs
 
 FORMATS = ("png", "pdf")
@@ -32,6 +33,31 @@ CURVE_PANELS = (
     ("Rho", ("rho",)),
     ("Gradient norm", ("grad_norm",)),
 )
+
+
+# Overlays of grid cells: colour = optimizer, line style = schedule, the same in every figure.
+_SCHEDULE_LINESTYLES = {"constant": "-", "batch": "--", "cosine": ":", "linear": "-."}
+
+
+def cell_style(optimizer: str, schedule: str) -> dict[str, object]:
+    """Matplotlib colour and line style of a grid cell (unknown names get the last ones)."""
+    index = OPTIMIZERS.index(optimizer) if optimizer in OPTIMIZERS else len(OPTIMIZERS)
+    return {"color": f"C{index}", "linestyle": _SCHEDULE_LINESTYLES.get(schedule, (0, (3, 1, 1, 1, 1, 1)))}
+
+
+def style_legend(figure: Figure, optimizers: list[str], schedules: list[str], extra: tuple = ()) -> None:
+    """One legend for an overlay: a colour per optimizer, then a line style per schedule, then `extra` handles."""
+    handles = [Line2D([], [], color=cell_style(o, "constant")["color"], label=cell_label(o, "constant"))
+               for o in optimizers]
+    handles += [Line2D([], [], color="black", linestyle=cell_style("sgd", s)["linestyle"],
+                       label=_SCHEDULE_NAMES.get(s, s)) for s in schedules]
+    handles += list(extra)
+    figure.legend(handles=handles, loc="outside right upper", fontsize="small")
+
+
+def new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    """A figure on its own Agg canvas (no pyplot state)."""
+    return _new_figure(width, height, layout)
 
 
 def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
@@ -62,6 +88,7 @@ def plot_table(
     model: str,
     *,
     experiment: str | None = None,
+    variant: str | None = None,
     sharpness: str | None = None,
 ) -> Figure:
     """Grouped bars of test error and sharpness per cell: groups are schedules, bars optimizers.
@@ -70,9 +97,9 @@ def plot_table(
     so the spread behind each mean is visible. Sharpness goes on a log axis
     when its values span more than 50x (the paper's span 1 to 3000).
     """
-    runs, show_experiment = select_runs(runs, dataset, model, experiment)
-    done = completed(runs)
-    measure = choose_measure(measures_in(runs), sharpness)
+    selection = select_runs(runs, dataset, model, experiment, variant)
+    done = completed(selection.runs)
+    measure = choose_measure(measures_in(selection.runs), sharpness)
     panels = [("Test error (%)", TEST_ERROR)]
     if measure and metric_column(measure) in done.columns:
         panels.append((f"Sharpness ({measure})", metric_column(measure)))
@@ -107,7 +134,7 @@ def plot_table(
     unique = dict(zip(labels, handles))
     if unique:  # beside the axes, where it hides no bar
         figure.legend(unique.values(), unique.keys(), loc="outside right upper", fontsize="small")
-    figure.suptitle(table_title(dataset, model, experiment if show_experiment else None))
+    figure.suptitle(selection.title())
     return figure
 
 

@@ -2,7 +2,9 @@
 
 The analysis reads records and nothing else (docs/architecture.md): one row
 per run, one column per field, sharpness measures flattened into
-`sharpness.<name>` columns. Records that cannot be trusted (unreadable,
+`sharpness.<name>` columns, the effective config in `config.<dotted key>`
+columns (the keys that vary across the folder, see `configs`). Records that
+cannot be trusted (unreadable,
 half-written, other schema, missing fields, duplicates) are not rows; they
 become `Problem`s. Failed and diverged runs are rows (their `status` says so,
 and the tables skip them) and are reported as problems too.
@@ -24,10 +26,14 @@ from pathlib import Path
 import pandas as pd
 
 from .columns import SHARPNESS_PREFIX, runs_frame
+from .configs import ConfigError, check_config, config_columns
 from .problems import Problem, one_line
 
 RECORD_NAME = "result.json"
-SCHEMA_VERSION = 1  # the version this analysis understands
+SCHEMA_VERSIONS = (1, 2)  # the versions this analysis understands; 1 lacks `variant` / `variant_values`
+SCHEMA_VERSION = SCHEMA_VERSIONS[-1]
+# What makes two records the same run: a second record with the same key is a duplicate.
+RUN_KEY = ("experiment", "dataset", "model", "optimizer", "schedule", "variant", "seed")
 STATUSES = ("completed", "failed", "diverged")
 _DIGITS = re.compile(r"(\d+)")
 # Files that show a run folder was started (the runner's and Hydra's).
@@ -108,10 +114,11 @@ def _check_schema(record: dict) -> None:
         raise _Invalid("schema", "no schema_version (older format)")
     if not isinstance(version, int) or isinstance(version, bool):
         raise _Invalid("schema", f"unknown schema_version {version!r}")
-    if version < SCHEMA_VERSION:
-        raise _Invalid("schema", f"older schema_version {version} (this analysis reads {SCHEMA_VERSION})")
-    if version > SCHEMA_VERSION:
-        raise _Invalid("schema", f"newer schema_version {version} (this analysis reads {SCHEMA_VERSION})")
+    readable = " and ".join(str(v) for v in SCHEMA_VERSIONS)
+    if version < SCHEMA_VERSIONS[0]:
+        raise _Invalid("schema", f"older schema_version {version} (this analysis reads {readable})")
+    if version > SCHEMA_VERSIONS[-1]:
+        raise _Invalid("schema", f"newer schema_version {version} (this analysis reads {readable})")
 
 
 def _number(record: dict, key: str, kind: type) -> float | int | None:
@@ -140,14 +147,30 @@ def _sharpness_values(record: dict) -> dict[str, float]:
     return values
 
 
-def _experiment_from_path(run_dir: str) -> str:
-    """`.../<experiment>/<dataset>-<model>/<opt>-<sched>/seed=k` -> its last experiment folder.
+def _experiment_from_path(run_dir: str, variant: str) -> str:
+    """`.../<experiment>/<dataset>-<model>/<opt>-<sched>/[<variant>/]seed=k` -> its last experiment folder.
 
     Only for records without an `experiment` field; a nested experiment name
     (`paper/x`) cannot be recovered from the path, its last part can.
     """
     parts = Path(run_dir).parts
-    return parts[-4] if len(parts) >= 4 else "unknown"
+    depth = 5 if variant else 4
+    return parts[-depth] if len(parts) >= depth else "unknown"
+
+
+def _variant(record: dict) -> tuple[str, str]:
+    """(variant, variant_values as JSON text); schema-1 records are the preset's own values."""
+    variant = record.get("variant")
+    values = record.get("variant_values")
+    if variant is None:
+        variant = ""
+    if not isinstance(variant, str):
+        raise _Invalid("invalid", f"variant is {variant!r}, expected a folder segment such as 'rho=0.1'")
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise _Invalid("invalid", f"variant_values is a {type(values).__name__}, not a mapping")
+    return variant, json.dumps(values, sort_keys=True)
 
 
 def parse_record(record: dict, run_dir: str) -> dict:
@@ -165,8 +188,10 @@ def parse_record(record: dict, run_dir: str) -> dict:
     if seed is None:
         raise _Invalid("invalid", "seed is missing")
     row["seed"] = seed
+    row["variant"], row["variant_values"] = _variant(record)
     experiment = record.get("experiment")
-    row["experiment"] = experiment if isinstance(experiment, str) and experiment else _experiment_from_path(run_dir)
+    row["experiment"] = (experiment if isinstance(experiment, str) and experiment
+                         else _experiment_from_path(run_dir, row["variant"]))
     for key in _FLOATS:
         row[key] = _number(record, key, float)
     for key in _INTS:
@@ -176,6 +201,10 @@ def parse_record(record: dict, run_dir: str) -> dict:
         row[key] = None if value in (None, "") else str(value)
     row["schema_version"] = record["schema_version"]
     row.update(_sharpness_values(record))
+    try:
+        row["_config"] = check_config(record.get("config"))
+    except ConfigError as exc:
+        raise _Invalid("invalid", str(exc)) from None
     if row["status"] == "completed" and (row["test_error"] is None or not math.isfinite(row["test_error"])):
         raise _Invalid("invalid", "status 'completed' but test_error is missing")
     return row
@@ -196,6 +225,8 @@ def load_results(root: str | os.PathLike) -> LoadedRuns:
     problems: list[Problem] = []
     seen: dict[tuple, str] = {}
     measure_columns: set[str] = set()
+    configs: list[dict] = []
+    variant_keys: set[str] = set()
     for rel in record_dirs:
         run_dir = str(absolute) if rel == "." else os.path.join(absolute, rel)
         try:
@@ -203,7 +234,7 @@ def load_results(root: str | os.PathLike) -> LoadedRuns:
         except _Invalid as exc:
             problems.append(Problem(rel, exc.kind, str(exc)))
             continue
-        key = tuple(row[k] for k in ("experiment", "dataset", "model", "optimizer", "schedule", "seed"))
+        key = tuple(row[k] for k in RUN_KEY)
         if key in seen:
             problems.append(Problem(rel, "duplicate", f"same run as {seen[key]} (kept that one)"))
             continue
@@ -214,10 +245,23 @@ def load_results(root: str | os.PathLike) -> LoadedRuns:
                 reason = f"diverged at step {row['diverged_at_step']}: {reason}"
             problems.append(Problem(rel, row["status"], one_line(reason)))
         measure_columns.update(k for k in row if k.startswith(SHARPNESS_PREFIX))
+        configs.append(row.pop("_config"))
+        if row["variant_values"] != "{}":
+            variant_keys.update(json.loads(row["variant_values"]))
         rows.append(row)
     for rel in unfinished:
         problems.append(Problem(rel, "incomplete", "no result.json"))
-    return LoadedRuns(runs_frame(rows, measure_columns), problems, root)
+    columns, bad = config_columns(configs, variant_keys)
+    if bad:  # a bogus config: the record is left out, once, as invalid
+        paths = {os.path.relpath(rows[index]["run_dir"], absolute): reason for index, reason in bad.items()}
+        problems = [p for p in problems if p.path not in paths]
+        problems += [Problem(path, "invalid", reason) for path, reason in paths.items()]
+    for name, (values, _) in columns.items():
+        for row, value in zip(rows, values):
+            row[name] = value
+    rows = [row for index, row in enumerate(rows) if index not in bad]
+    types = {name: dtype for name, (_, dtype) in columns.items()}
+    return LoadedRuns(runs_frame(rows, measure_columns, types), problems, root)
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:

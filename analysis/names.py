@@ -52,9 +52,19 @@ def model_title(name: str) -> str:
     return _MODEL_TITLES.get(name, name)
 
 
-def table_title(dataset: str, model: str, experiment: str | None = None) -> str:
-    """`CIFAR-10, ResNet-18`, with the experiment added when it must tell tables apart."""
+PRESET_LABEL = "preset values"
+
+
+def variant_label(variant: str) -> str:
+    """A variant as a reader sees it: `rho=0.1`, or `preset values` for the preset's own ("")."""
+    return variant or PRESET_LABEL
+
+
+def table_title(dataset: str, model: str, experiment: str | None = None, variant: str | None = None) -> str:
+    """`CIFAR-10, ResNet-18`, with the experiment and the variant added when they must tell tables apart."""
     title = f"{dataset_title(dataset)}, {model_title(model)}"
+    if variant is not None:
+        title += f", {variant_label(variant)}"
     return f"{title} (experiment {experiment})" if experiment else title
 
 

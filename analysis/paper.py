@@ -24,8 +24,6 @@ from .names import (
     SHARPNESS_ROW,
     TEST_ERROR_ROW,
     cell_label,
-    slug,
-    table_title,
 )
 from .stats import TEST_ERROR, cell_stats, metric_column, select_runs, stats_lookup
 from .tables import MISSING, Table, decimals_for, format_mean_std, format_number
@@ -76,11 +74,14 @@ def compare_with_paper(
     """Ours, the paper's and the difference (ours - paper) per cell; None when the paper has no such table.
 
     Rows: test error and sharpness, each as ours / paper / ours - paper;
-    columns: the paper's nine cells in its order.
+    columns: the paper's nine cells in its order. Only the runs with the
+    preset's own values (variant "") are compared: a rho sweep's rho=0.1
+    runs are not the paper's hyperparameters.
     """
     if not has_paper_numbers(dataset, model):
         return None
-    runs, show_experiment = select_runs(runs, dataset, model, experiment)
+    selection = select_runs(runs[runs["variant"] == ""], dataset, model, experiment, "")
+    runs = selection.runs
     sharp_col = metric_column(PAPER_MEASURE)
     lookup = stats_lookup(cell_stats(runs, [TEST_ERROR, sharp_col]))
     cells = [(o, s) for s in PAPER_SCHEDULES for o in OPTIMIZERS]
@@ -108,12 +109,12 @@ def compare_with_paper(
     if not any(lookup.get((*c, sharp_col)) for c in cells):
         notes.append(f"No {PAPER_MEASURE} sharpness in these records, so sharpness is not compared.")
     return Table(
-        title=f"{table_title(dataset, model, experiment if show_experiment else None)}: ours vs. the paper",
+        title=f"{selection.title()}: ours vs. the paper",
         header=[""] + [cell_label(*c) for c in cells],
         rows=rows,
         caption=f"Test error (%) and sharpness ({PAPER_MEASURE}) of our runs (mean ± std over seeds) "
         "against the paper's published values; difference = ours - paper.",
         notes=notes,
-        key=slug(experiment if show_experiment else "", dataset, model, "vs-paper"),
+        key=selection.key("vs-paper"),
         stats=pd.DataFrame(tidy),
     )

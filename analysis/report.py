@@ -1,8 +1,9 @@
 """Everything the analysis says about one results folder, assembled once.
 
-A `Report` holds, per (experiment, dataset, model), the paper-layout table,
-the comparison with the paper (when the paper has that table) and the claims
-check, plus the summary of records left out. The CLI writes it to files and
+A `Report` holds, per (experiment, dataset, model, variant), the
+paper-layout table, the comparison with the paper (for the preset's own
+values, when the paper has that table) and the claims check; the sweep view
+of every key a folder sweeps; and the summary of records left out. The CLI writes it to files and
 the terminal; a notebook or the demo can call `build_report` / `report_markdown`
 directly.
 """
@@ -21,21 +22,30 @@ from .load import LoadedRuns, load_results
 from .paper import compare_with_paper
 from .problems import summarize_problems
 from .render import latex_document_header, to_latex, to_markdown
-from .stats import select_runs, table_keys
+from .stats import table_keys
+from .sweeps import Sweep, find_sweeps, sweep_table
 from .tables import Table, paper_table
 
 
 @dataclass
 class Section:
-    """The outputs for one (experiment, dataset, model)."""
+    """The outputs for one (experiment, dataset, model, variant)."""
 
     experiment: str
     dataset: str
     model: str
-    show_experiment: bool  # the same (dataset, model) also appears under another experiment
+    variant: str
     table: Table
     comparison: Table | None
     claims: Table
+
+
+@dataclass
+class SweepView:
+    """One sweep over a key and its table (the figure is drawn from `sweep` by the CLI)."""
+
+    sweep: Sweep
+    table: Table
 
 
 @dataclass
@@ -43,6 +53,7 @@ class Report:
     loaded: LoadedRuns
     sections: list[Section] = field(default_factory=list)
     sharpness: str | None = None
+    sweeps: list[SweepView] = field(default_factory=list)
 
     def headline(self) -> str:
         """One line: how many records were read and what became of them."""
@@ -64,6 +75,8 @@ class Report:
             if section.comparison is not None:
                 parts.append(to_markdown(section.comparison, heading="###"))
             parts.append(to_markdown(section.claims, heading="###"))
+        for view in self.sweeps:
+            parts.append(to_markdown(view.table, heading="##"))
         if not self.sections:
             parts.append("No records to tabulate.")
         parts.append("## Records left out\n\n" + summarize_problems(self.loaded.problems))
@@ -74,11 +87,15 @@ class Report:
         tables = []
         for section in self.sections:
             tables += [section.table] + ([section.comparison] if section.comparison else []) + [section.claims]
+        tables += [view.table for view in self.sweeps]
         return latex_document_header() + "\n\n".join(to_latex(t) for t in tables) + "\n"
 
     def frame(self, part: str) -> pd.DataFrame:
-        """Tidy numbers of every section: `part` is 'table' (cell stats), 'comparison' or 'claims'."""
-        frames = [getattr(s, part).stats for s in self.sections if getattr(s, part) is not None]
+        """Tidy numbers: `part` is 'table' (cell stats), 'comparison', 'claims' or 'sweeps'."""
+        if part == "sweeps":
+            frames = [view.table.stats for view in self.sweeps]
+        else:
+            frames = [getattr(s, part).stats for s in self.sections if getattr(s, part) is not None]
         frames = [f for f in frames if f is not None and not f.empty]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -88,17 +105,17 @@ def build_report(source: LoadedRuns | str | os.PathLike, *, sharpness: str | Non
     loaded = source if isinstance(source, LoadedRuns) else load_results(Path(source))
     runs = loaded.runs
     report = Report(loaded, sharpness=sharpness)
-    for experiment, dataset, model in table_keys(runs):
-        _, show = select_runs(runs, dataset, model, experiment)
-        options = {"experiment": experiment, "sharpness": sharpness}
+    for experiment, dataset, model, variant in table_keys(runs):
+        options = {"experiment": experiment, "variant": variant, "sharpness": sharpness}
         report.sections.append(
             Section(
-                experiment, dataset, model, show,
+                experiment, dataset, model, variant,
                 table=paper_table(runs, dataset, model, **options),
-                comparison=compare_with_paper(runs, dataset, model, experiment=experiment),
+                comparison=compare_with_paper(runs, dataset, model, experiment=experiment) if variant == "" else None,
                 claims=check_claims(runs, dataset, model, **options),
             )
         )
+    report.sweeps = [SweepView(sweep, sweep_table(sweep, sharpness)) for sweep in find_sweeps(runs)]
     return report
 
 

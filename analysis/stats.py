@@ -1,56 +1,101 @@
 """Per-cell statistics over seeds: the numbers behind every table, comparison and figure.
 
-A cell is one (optimizer, schedule) of one (experiment, dataset, model). Its
-value for a metric is the mean over the seeds of its completed runs, its
-spread the sample standard deviation (ddof=1, so two seeds give an unbiased
-variance estimate; one seed has no spread and its std is NaN), and `n` the
-number of seeds that had the metric. Failed and diverged runs never enter.
+A cell is one (optimizer, schedule) of one (experiment, dataset, model,
+variant). Its value for a metric is the mean over the seeds of its completed
+runs, its spread the sample standard deviation (ddof=1, so two seeds give an
+unbiased variance estimate; one seed has no spread and its std is NaN), and
+`n` the number of seeds that had the metric. Failed and diverged runs never
+enter.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .columns import SHARPNESS_PREFIX
 from .load import completed, sharpness_columns
-from .names import PAPER_MEASURE, table_sort_key
+from .names import PAPER_MEASURE, slug, table_sort_key, table_title
 
 CELL = ("optimizer", "schedule")
 TEST_ERROR = "test_error"
 
 
-def table_keys(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """(experiment, dataset, model) of every table the runs make, in the paper's order.
+def _variant_order(variant: str) -> tuple[bool, str]:
+    return (variant != "", variant)  # the preset's own values first
+
+
+def table_keys(runs: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """(experiment, dataset, model, variant) of every table the runs make, in the paper's order.
 
     Runs of every status count: a table whose runs all failed still appears,
-    with its cells marked missing, rather than silently vanishing.
+    with its cells marked missing, rather than silently vanishing. Within one
+    (experiment, dataset, model) the preset's own values (variant "") come first.
     """
-    keys = runs[["experiment", "dataset", "model"]].drop_duplicates().itertuples(index=False, name=None)
-    return sorted(keys, key=lambda k: (table_sort_key(k[1], k[2]), k[0]))
+    columns = ["experiment", "dataset", "model", "variant"]
+    keys = runs[columns].drop_duplicates().itertuples(index=False, name=None)
+    return sorted(keys, key=lambda k: (table_sort_key(k[1], k[2]), k[0], _variant_order(k[3])))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The runs of one table, and what its title and file names must say to tell it apart.
+
+    `experiment` is set when the (dataset, model) appears under several
+    experiments, `variant` when the experiment holds several variants of it.
+    """
+
+    runs: pd.DataFrame
+    dataset: str
+    model: str
+    experiment: str | None = None
+    variant: str | None = None
+
+    def title(self) -> str:
+        return table_title(self.dataset, self.model, self.experiment, self.variant)
+
+    def key(self, *suffix: str) -> str:
+        """File-name-safe key; the preset's own variant adds nothing, so old file names stay."""
+        return slug(self.experiment or "", self.dataset, self.model, self.variant or "", *suffix)
+
+
+def _pick(values: list[str], requested: str | None, what: str, where: str) -> str | None:
+    if requested is not None or len(values) <= 1:
+        return requested
+    shown = ", ".join(repr(v) for v in values)
+    raise ValueError(f"runs of {where} come from {len(values)} {what}s ({shown}); pass {what}= one of them")
 
 
 def select_runs(
-    runs: pd.DataFrame, dataset: str, model: str, experiment: str | None = None
-) -> tuple[pd.DataFrame, bool]:
-    """The runs of one table, and whether its title must name the experiment.
+    runs: pd.DataFrame,
+    dataset: str,
+    model: str,
+    experiment: str | None = None,
+    variant: str | None = None,
+) -> Selection:
+    """The runs of one table: one (experiment, dataset, model, variant).
 
     Two experiments on the same (dataset, model) are different grids (say a
-    demo and a paper sweep); pooling their seeds would be wrong, so without
-    `experiment` that case is an error naming the choices.
+    demo and a paper sweep), and two variants (rho=0.05 and rho=0.1) are
+    different hyperparameters; pooling their seeds would be wrong, so without
+    `experiment` / `variant` that case is an error naming the choices.
     """
     pair = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
     experiments = sorted(pair["experiment"].unique())
-    if experiment is None:
-        if len(experiments) > 1:
-            raise ValueError(
-                f"runs of {dataset}/{model} come from {len(experiments)} experiments "
-                f"({', '.join(experiments)}); pass experiment= one of them"
-            )
-        return pair, False
-    return pair[pair["experiment"] == experiment], len(experiments) > 1
+    experiment = _pick(experiments, experiment, "experiment", f"{dataset}/{model}")
+    chosen = pair if experiment is None else pair[pair["experiment"] == experiment]
+    variants = sorted(chosen["variant"].unique(), key=_variant_order)
+    variant = _pick(variants, variant, "variant", f"{dataset}/{model}" + (f" ({experiment})" if experiment else ""))
+    if variant is not None:
+        chosen = chosen[chosen["variant"] == variant]
+    return Selection(
+        chosen, dataset, model,
+        experiment=experiment if len(experiments) > 1 else None,
+        variant=variant if len(variants) > 1 else None,
+    )
 
 
 def measures_in(runs: pd.DataFrame) -> list[str]:

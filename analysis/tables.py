@@ -1,6 +1,6 @@
 """Tables in the paper's layout: one per (dataset, model), cells as columns.
 
-`paper_table` turns the runs of one (dataset, model) into rows `Test Error (%)`
+`paper_table` turns the runs of one (dataset, model[, variant]) into rows `Test Error (%)`
 and `Sharpness` (plus one row per further sharpness measure) over the columns
 `SGD, SAM, GSAM, SGD + B, ..., GSAM + C` (then `+ L`). Each value is
 `mean ± std` over seeds (sample std, ddof=1); a cell with a single seed shows
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .load import completed
-from .names import SHARPNESS_ROW, TEST_ERROR_ROW, cell_label, cell_order, slug, table_title
+from .names import SHARPNESS_ROW, TEST_ERROR_ROW, cell_label, cell_order
 from .stats import TEST_ERROR, cell_stats, choose_measure, measures_in, metric_column, select_runs, stats_lookup
 
 MISSING = "-"
@@ -91,8 +91,14 @@ def _seed_phrase(counts: set[int]) -> str:
     return "one seed per cell (no std)" if n == 1 else f"{n} seeds per cell"
 
 
-def _left_out_notes(runs: pd.DataFrame, cells: list[tuple[str, str]], present: set) -> list[str]:
-    """Missing cells, and cells whose mean left out failed or diverged seeds."""
+def _left_out_notes(runs: pd.DataFrame, cells: list[tuple[str, str]], present: set,
+                    in_preset: set | None = None) -> list[str]:
+    """Missing cells, and cells whose mean left out failed or diverged seeds.
+
+    `in_preset`: cells with completed runs among the preset's own values, for
+    a variant's table; a variant's value that does not apply to a cell (rho
+    to SGD) leaves that cell's runs in the preset's folder.
+    """
     bad = runs[runs["status"] != "completed"]
     counts = bad.groupby(["optimizer", "schedule", "status"]).size().to_dict() if not bad.empty else {}
 
@@ -102,6 +108,11 @@ def _left_out_notes(runs: pd.DataFrame, cells: list[tuple[str, str]], present: s
 
     notes = []
     missing = [c for c in cells if c not in present]
+    elsewhere = [c for c in missing if in_preset and c in in_preset]
+    missing = [c for c in missing if c not in elsewhere]
+    if elsewhere:
+        notes.append("Run with the preset values only (see that table; a value that does not apply to a cell, "
+                     "such as rho to SGD, leaves it there): " + ", ".join(cell_label(*c) for c in elsewhere) + ".")
     if missing:
         notes.append("Missing (no completed run): " + ", ".join(cell_label(*c) + why(c) for c in missing) + ".")
     partial = [c for c in cells if c in present and why(c)]
@@ -116,15 +127,19 @@ def paper_table(
     model: str,
     *,
     experiment: str | None = None,
+    variant: str | None = None,
     sharpness: str | None = None,
 ) -> Table:
-    """The paper's table for one (dataset, model) from a runs DataFrame (`load_runs`).
+    """The paper's table for one (dataset, model[, variant]) from a runs DataFrame (`load_runs`).
 
     `sharpness` names the measure of the `Sharpness` row (default: the
     paper's `worst_linf`, or the only/first measure present); every other
-    measure gets a row `Sharpness: <name>`.
+    measure gets a row `Sharpness: <name>`. `experiment` and `variant` are
+    needed only when the runs hold several of them for this (dataset, model).
     """
-    runs, show_experiment = select_runs(runs, dataset, model, experiment)
+    all_runs = runs
+    selection = select_runs(runs, dataset, model, experiment, variant)
+    runs = selection.runs
     measures = measures_in(runs)
     main = choose_measure(measures, sharpness)
     row_metrics = [(TEST_ERROR_ROW, TEST_ERROR)]
@@ -147,7 +162,13 @@ def paper_table(
         show_n = len({v[2] for v in found.values()}) > 1 or any(v[2] != seeds.get(c) for c, v in found.items())
         rows.append([label] + [format_mean_std(*found[c], decimals, show_n) if c in found else MISSING for c in cells])
 
-    notes = _left_out_notes(runs, cells, present)
+    in_preset = None
+    if selection.variant:  # a variant's table, next to the preset's
+        others = all_runs[(all_runs["dataset"] == dataset) & (all_runs["model"] == model)
+                          & (all_runs["experiment"] == (runs["experiment"].iloc[0] if len(runs) else experiment))
+                          & (all_runs["variant"] == "")]
+        in_preset = set(completed(others)[["optimizer", "schedule"]].itertuples(index=False, name=None))
+    notes = _left_out_notes(runs, cells, present, in_preset)
     if main and main not in measures:
         notes.append(f"No run of this table has the sharpness measure {main!r}" + (
             f" (present: {', '.join(measures)})." if measures else "."))
@@ -165,14 +186,16 @@ def paper_table(
         f"{_seed_phrase(seed_counts)}."
     )
     stats = stats.assign(experiment=runs["experiment"].iloc[0] if len(runs) else experiment,
-                         dataset=dataset, model=model)
+                         dataset=dataset, model=model,
+                         variant=runs["variant"].iloc[0] if len(runs) else (variant or ""))
     stats["cell"] = [cell_label(o, s) for o, s in zip(stats["optimizer"], stats["schedule"])]
     return Table(
-        title=table_title(dataset, model, experiment if show_experiment else None),
+        title=selection.title(),
         header=[""] + [cell_label(*c) for c in cells],
         rows=rows,
         caption=caption,
         notes=notes,
-        key=slug(experiment if show_experiment else "", dataset, model),
-        stats=stats[["experiment", "dataset", "model", "optimizer", "schedule", "cell", "metric", "mean", "std", "n"]],
+        key=selection.key(),
+        stats=stats[["experiment", "dataset", "model", "variant", "optimizer", "schedule", "cell", "metric",
+                     "mean", "std", "n"]],
     )

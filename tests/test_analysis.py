@@ -64,7 +64,7 @@ def results(tmp_path: Path) -> Path:
     write_record(root, optimizer="gsam", schedule="batch", seed=9, raw='{"schema_version": 1, "status": "compl')
     write_record(root, optimizer="gsam", schedule="cosine", seed=0, raw="")
     write_record(root, optimizer="sgd", schedule="cosine", seed=7, test_error=1.0, schema_version=0)
-    write_record(root, optimizer="sgd", schedule="cosine", seed=8, test_error=1.0, schema_version=2)
+    write_record(root, optimizer="sgd", schedule="cosine", seed=8, test_error=1.0, schema_version=3)
     older = write_record(root, optimizer="sgd", schedule="cosine", seed=9, test_error=1.0)
     record = json.loads((older / "result.json").read_text())
     del record["schema_version"]
@@ -94,7 +94,7 @@ def test_load_keeps_readable_records_and_reports_the_rest(results: Path) -> None
     assert failed.reason == "RuntimeError: CUDA out of memory"  # the traceback's last line
     summary = analysis.summarize_problems(loaded.problems)
     assert summary.startswith("7 records left out")
-    assert "older schema_version 0" in summary and "newer schema_version 2" in summary
+    assert "older schema_version 0" in summary and "newer schema_version 3" in summary
     assert analysis.load_runs(results).equals(runs)
 
 
