@@ -20,6 +20,8 @@ Tables are built per (dataset, model, variant): a variant (`rho=0.1`) is a
 set of values that differ from the experiment preset, "" the preset's own.
 """
 
+from .claim_detail import claims_per_seed, paper_claims
+from .claim_stats import Comparison, Summary, sign_flip_p, summarize
 from .claims import Claim, check_claims, claims_for
 from .columns import read_runs_csv, write_runs_csv
 from .figures import plot_curves, plot_table, save_figure
@@ -34,8 +36,9 @@ from .sweeps import Sweep, find_sweeps, sweep_stats, sweep_table
 from .tables import Table, paper_table
 
 __all__ = [
-    "Claim", "LoadedRuns", "Problem", "Report", "Selection", "Sweep", "Table",
-    "build_report", "cell_stats", "check_claims", "claims_for", "compare_with_paper", "completed",
+    "Claim", "Comparison", "LoadedRuns", "Summary", "Problem", "Report", "Selection", "Sweep", "Table",
+    "build_report", "cell_stats", "check_claims", "claims_for", "claims_per_seed", "paper_claims", "sign_flip_p",
+    "summarize", "compare_with_paper", "completed",
     "find_sweeps", "load_results", "load_runs", "paper_table", "plot_curves", "plot_sweep", "plot_table",
     "read_runs_csv", "report_markdown", "reported_results", "reported_value", "save_figure", "select_runs",
     "summarize_problems", "sweep_stats", "sweep_table", "table_keys", "to_latex", "to_markdown",

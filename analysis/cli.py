@@ -8,6 +8,7 @@ FOLDER/analysis):
     tables.tex                         the same tables, LaTeX booktabs
     runs.csv                           tidy: one row per run (all statuses)
     cells.csv, comparison.csv, claims.csv   tidy numbers behind the tables
+    claims_per_seed.csv, paper_claims.csv   every comparison of a claim; the paper's tables checked alike
     sweeps.csv                         tidy numbers of the sweep views (when the folder sweeps a key)
     figures/<table>.png|pdf            grouped bars per table
     figures/<table>-sweep-<key>.png|pdf  a sweep view's lines: each column against the swept key
@@ -76,7 +77,9 @@ def write_tables(report: Report, out: Path, formats: list[str]) -> list[Path]:
     if "csv" in formats:
         write_runs_csv(report.loaded.runs, out / "runs.csv")
         written.append(out / "runs.csv")
-        for name, part in (("cells", "table"), ("comparison", "comparison"), ("claims", "claims")):
+        parts = (("cells", "table"), ("comparison", "comparison"), ("claims", "claims"),
+                 ("claims_per_seed", "claims_per_seed"), ("paper_claims", "paper_claims"))
+        for name, part in parts:
             report.frame(part).to_csv(out / f"{name}.csv", index=False)
             written.append(out / f"{name}.csv")
         if report.sweeps:

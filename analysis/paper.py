@@ -63,9 +63,19 @@ def reported_value(dataset: str, model: str, optimizer: str, schedule: str, metr
     return values[0] if metric == "test_error" else values[1]
 
 
+@functools.cache
+def _tables() -> tuple[tuple[str, str], ...]:
+    return tuple(dict.fromkeys(k[:2] for k in _reported_lookup()))
+
+
+def paper_tables() -> list[tuple[str, str]]:
+    """The paper's tables as (dataset, model), in the order of reported_results.csv."""
+    return list(_tables())
+
+
 def has_paper_numbers(dataset: str, model: str) -> bool:
     """Whether the paper has a table for this (dataset, model)."""
-    return any(k[:2] == (dataset, model) for k in _reported_lookup())
+    return (dataset, model) in _tables()
 
 
 def compare_with_paper(

@@ -21,6 +21,8 @@ _LATEX_SPECIALS = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
+    "×": r"$\times$",
+    "–": "--",
     "−": r"$-$",
     "≥": r"$\geq$",
     "≤": r"$\leq$",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .claim_detail import claims_per_seed, paper_claims
 from .claims import check_claims
 from .load import LoadedRuns, load_results
 from .paper import compare_with_paper
@@ -38,6 +39,7 @@ class Section:
     table: Table
     comparison: Table | None
     claims: Table
+    claims_per_seed: Table
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     sharpness: str | None = None
     sweeps: list[SweepView] = field(default_factory=list)
+    paper_claims: Table | None = None  # the paper's own tables checked like our seeds
 
     def headline(self) -> str:
         """One line: how many records were read and what became of them."""
@@ -75,8 +78,11 @@ class Report:
             if section.comparison is not None:
                 parts.append(to_markdown(section.comparison, heading="###"))
             parts.append(to_markdown(section.claims, heading="###"))
+            parts.append(to_markdown(section.claims_per_seed, heading="####"))
         for view in self.sweeps:
             parts.append(to_markdown(view.table, heading="##"))
+        if self.paper_claims is not None:
+            parts.append(to_markdown(self.paper_claims, heading="##"))
         if not self.sections:
             parts.append("No records to tabulate.")
         parts.append("## Records left out\n\n" + summarize_problems(self.loaded.problems))
@@ -86,14 +92,18 @@ class Report:
         """All tables as LaTeX `table` environments, ready to `\\input`."""
         tables = []
         for section in self.sections:
-            tables += [section.table] + ([section.comparison] if section.comparison else []) + [section.claims]
+            tables += [section.table] + ([section.comparison] if section.comparison else [])
+            tables += [section.claims, section.claims_per_seed]
         tables += [view.table for view in self.sweeps]
+        tables += [self.paper_claims] if self.paper_claims is not None else []
         return latex_document_header() + "\n\n".join(to_latex(t) for t in tables) + "\n"
 
     def frame(self, part: str) -> pd.DataFrame:
-        """Tidy numbers: `part` is 'table' (cell stats), 'comparison', 'claims' or 'sweeps'."""
+        """Tidy numbers: 'table' (cell stats), 'comparison', 'claims', 'claims_per_seed', 'sweeps', 'paper_claims'."""
         if part == "sweeps":
             frames = [view.table.stats for view in self.sweeps]
+        elif part == "paper_claims":
+            frames = [self.paper_claims.stats] if self.paper_claims is not None else []
         else:
             frames = [getattr(s, part).stats for s in self.sections if getattr(s, part) is not None]
         frames = [f for f in frames if f is not None and not f.empty]
@@ -113,8 +123,11 @@ def build_report(source: LoadedRuns | str | os.PathLike, *, sharpness: str | Non
                 table=paper_table(runs, dataset, model, **options),
                 comparison=compare_with_paper(runs, dataset, model, experiment=experiment) if variant == "" else None,
                 claims=check_claims(runs, dataset, model, **options),
+                claims_per_seed=claims_per_seed(runs, dataset, model, **options),
             )
         )
+    if report.sections:
+        report.paper_claims = paper_claims()
     report.sweeps = [SweepView(sweep, sweep_table(sweep, sharpness)) for sweep in find_sweeps(runs)]
     return report
 

@@ -200,7 +200,9 @@ def test_latex_is_balanced_and_escaped(results: Path) -> None:
     tex = report.latex()
     _latex_balanced(tex)
     assert r"Test Error (\%)" in tex and r"7.20 $\pm$ 0.20 (n=3)" in tex
-    assert tex.count(r"\begin{table}") == 3  # table, comparison, claims
+    # table, comparison, claims, claims per seed, the paper's own claims
+    assert tex.count(r"\begin{table}") == 5
+    assert r"$\times$" in tex and "×" not in tex
     assert r"\usepackage{booktabs}" in tex
 
 
@@ -244,19 +246,31 @@ def test_comparison_picks_the_published_value_for_every_cell(tmp_path: Path) -> 
 
 def test_claims_hold_fail_and_not_checked(results: Path) -> None:
     claims = analysis.check_claims(analysis.load_runs(results), "cifar10", "resnet18")
-    verdicts = {row[0]: (row[1], row[2], row[3]) for row in claims.rows}
-    # + B sharpness: 9 < 110, 4.25 < 52, 4.1 < 49 in ours; also in the paper.
-    assert verdicts["+ B sharpness < constant sharpness, for each optimizer"] == ("holds", "holds", "")
-    # + C: SGD + C (141) is sharper than SGD (110), SAM + C (88) than SAM (52); a failure outranks
-    # the missing GSAM + C. The paper's own numbers fail too (SGD + C 141.37 > SGD 106.46).
-    assert verdicts["+ C sharpness < constant sharpness, for each optimizer"] == (
-        "fails", "fails", "SGD + C >= SGD; SAM + C >= SAM")
-    # + B test error: SGD + B 6.40 < 7.20, SAM + B 6.05 < 6.50, but GSAM + B 6.20 = GSAM 6.20.
-    assert verdicts["+ B test error < constant test error, for each optimizer"][0] == "fails"
-    assert verdicts["+ B test error < constant test error, for each optimizer"][2] == "GSAM + B >= GSAM"
-    # Sharpness SAM/GSAM vs SGD: every present pair holds, GSAM + C is missing.
-    assert verdicts["SAM and GSAM sharpness < SGD sharpness, for each schedule"] == ("n/a", "holds", "missing GSAM + C")
+    assert claims.header == ["Claim", "Ours", "Seeds holding", "Effect (ours)", "p (ours)", "Paper: comparisons",
+                             "Effect (paper)", "Paper: this table"]
+    verdicts = {row[0]: row[1:] for row in claims.rows}
+    # + B sharpness: seeds 0 and 1 have every pair (9 < 100, 4 < 50, 4 < 48; ...); seed 2 lacks SAM + B
+    # and no pair fails there, so it decides nothing. Also in the paper.
+    b = verdicts["+ B sharpness < constant sharpness, for each optimizer"]
+    assert b[:2] == ["holds", "2/2"] and b[3] == "2 seeds: no test"
+    assert b[4:] == ["21/21 (7/7 tables)", "×0.0576 (0.00862–0.156)", "holds"]
+    # + C: SGD + C (140..142) is sharper than SGD (100..120) in every seed: one failing pair decides a seed
+    # even though GSAM + C is missing. The paper's own numbers fail too (0 of 21).
+    c = verdicts["+ C sharpness < constant sharpness, for each optimizer"]
+    assert c[:2] == ["fails", "0/3"] and c[4] == "0/21 (0/7 tables)" and c[6] == "fails"
+    # + B test error: SAM + B 6.0 = SAM 6.0 in seed 0; GSAM + B >= GSAM in seeds 1 and 2.
+    assert verdicts["+ B test error < constant test error, for each optimizer"][:2] == ["fails", "0/3"]
+    # SAM and GSAM flatter than SGD at constant: every seed, three seeds, so an exact test: p = 1/8.
+    constant = verdicts["SAM and GSAM sharpness < SGD sharpness, constant"]
+    assert constant[:4] == ["holds", "3/3", "×0.46 (0.417–0.5)", "0.125"]  # geometric mean of 6 ratios
+    # ... at + C: GSAM + C is missing and SAM + C holds: nothing decided.
+    assert verdicts["SAM and GSAM sharpness < SGD sharpness, + C"][:3] == ["n/a", "-", "×0.629"]
+    assert any(n.startswith("n/a (") and "GSAM + C" in n for n in claims.notes)
+    assert any("abstract says a decaying learning rate finds flatter minima" in n for n in claims.notes)
     assert not any("+ L" in text for text in verdicts)
+    stats = claims.stats.set_index("claim")
+    assert stats.loc["SAM and GSAM sharpness < SGD sharpness, constant", "p"] == 0.125
+    assert stats.loc["+ C sharpness < constant sharpness, for each optimizer", "paper_contradicts_abstract"]
 
 
 def test_two_experiments_on_one_pair_are_kept_apart(tmp_path: Path) -> None:
