@@ -3,17 +3,65 @@
 Every file the project writes for later reading (result.json, metrics.csv,
 checkpoints) goes to a temporary file in the same folder first and is then
 moved into place with `os.replace`, which is atomic on POSIX file systems.
+
+Results folders are often shared (a lab's network storage), so every file gets
+the mode the umask gives, as `open()` would (0644 under umask 022, 0664 under
+002): `mkstemp` creates its file 0600 whatever the umask, so the temporary file
+is chmod-ed before it is moved into place.
+
+A writer killed between creating its temporary file and the replace leaves
+`.<name>.<8 random chars>.tmp` behind; `remove_stale_temporaries` deletes those.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, IO
 
 import torch
+
+# mkstemp's names: prefix, 8 characters of its alphabet, suffix (what _atomic_write creates, nothing else).
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def _umask_from_proc() -> int | None:
+    """The umask as Linux reports it (no change to it needed); None where /proc cannot tell."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+# Where /proc cannot tell, read once at import (setting it briefly), before other threads create files.
+_UMASK_AT_IMPORT = _umask_from_proc()
+if _UMASK_AT_IMPORT is None:
+    _UMASK_AT_IMPORT = _umask_by_setting()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux /proc), else the one it had at import."""
+    mask = _umask_from_proc()
+    return _UMASK_AT_IMPORT if mask is None else mask
+
+
+def file_mode() -> int:
+    """The mode `open()` would give a new file now: 0o666 less the umask."""
+    return 0o666 & ~current_umask()
 
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -21,6 +69,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -53,6 +102,39 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     """`torch.save` through a temporary file, for checkpoints that must survive a kill."""
     _atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Path]:
+    """Delete the `.<name>.<random>.tmp` files killed writers left in `folder` (not below); returns them.
+
+    Only names of exactly the pattern `_atomic_write` creates are touched, and
+    only regular files. The default age limit is zero because the runner calls
+    this under the cell's lock, where no other writer of the cell's files
+    exists; even so, removing a temporary file under a live writer only makes
+    that writer's replace fail, never damages the file it was replacing.
+    Callers without such a lock can pass `older_than_s` to spare files written
+    in the last seconds. Files that cannot be removed are left (they are
+    clutter, not worth failing a run for).
+    """
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if not _TEMPORARY.match(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if older_than_s > 0 and now - entry.stat(follow_symlinks=False).st_mtime < older_than_s:
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
 
 
 def read_json(path: str | os.PathLike) -> Any:
