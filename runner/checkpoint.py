@@ -5,11 +5,24 @@ buffers, the optimizer (base state such as momentum, and each group's lr/rho),
 the position in the schedule, every RNG the run draws from, the metrics so far
 and the config it was written under. The data order needs no state: the
 pipelines derive each epoch's order from (seed, epoch).
+
+Checkpoints sit in results folders that other people share, so they are data,
+never code: everything is saved in forms `torch.load(weights_only=True)`
+accepts (tensors, and dicts/lists/tuples of str, int, float, bool, None; the
+Python and NumPy RNG states are converted to those), and every load uses
+`weights_only=True`, whose unpickler refuses any other global. A file that
+cannot be read that way (truncated, not a checkpoint, a pickle naming foreign
+functions) raises `CorruptCheckpoint`; `quarantine` moves it aside so the run
+can start over and the evidence stays.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +35,18 @@ from runner.io import atomic_torch_save
 
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
+# The keys `load_checkpoint` needs; a readable file without them is not a checkpoint of this project.
+_REQUIRED_KEYS = ("model", "optimizer", "epoch", "step", "wall_time_s", "metrics", "rng")
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint file that cannot be loaded safely; one line naming the file and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: unreadable checkpoint ({reason}); move it aside or delete it to start "
+                         f"the run over")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -50,18 +75,41 @@ class Progress:
 
 
 def _rng_states() -> dict[str, Any]:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG the run draws from, as tensors and plain numbers (what a weights-only load accepts)."""
+    version, python_state, gauss_next = random.getstate()
+    kind, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": {"version": int(version), "state": torch.tensor(python_state, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(numpy_keys, dtype=np.int64)),
+                  "pos": int(numpy_pos), "has_gauss": int(numpy_has_gauss), "cached_gaussian": float(numpy_gauss)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
 def _restore_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    python = states["python"]
+    random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss_next"]))
+    numpy = states["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["cached_gaussian"]))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _plain(value: Any) -> Any:
+    """`value` with NumPy scalars turned into Python numbers, so a weights-only load accepts it."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def save_checkpoint(
@@ -81,13 +129,59 @@ def save_checkpoint(
             "epoch": progress.epoch,
             "step": progress.step,
             "wall_time_s": progress.wall_time_s,
-            "metrics": progress.metrics,
+            "metrics": _plain(progress.metrics),
             "rng": _rng_states(),
-            "config": config,
+            "config": _plain(config),
             "grad_scaler": grad_scaler.state_dict() if grad_scaler is not None else None,
         },
     )
     return path
+
+
+def _reason(error: Exception) -> str:
+    """Why torch could not load a file, in a few words on one line."""
+    text = str(error)
+    foreign = re.search(r"GLOBAL ([\w.]+)", text)
+    if foreign:
+        return f"it names {foreign.group(1)}, which a checkpoint never holds; refused without running it"
+    if "Weights only load failed" in text:
+        detail = re.search(r"(Unsupported operand \w+|Unsupported class \S+)", text)
+        return "a pickle that is not plain tensors and data" + (f" ({detail.group(1)})" if detail else "")
+    if "central directory" in text or "zip archive" in text:
+        return "truncated or not a torch file (its zip directory is unreadable)"
+    if isinstance(error, OSError):  # torch's zip reader seeking past the end of a cut file, an I/O error
+        return f"truncated or damaged ({error.strerror or error})"
+    if "mmap can only be used" in text or isinstance(error, KeyError):
+        return "not a torch zip file"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first[:120]}" if first else type(error).__name__
+
+
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint at `path` as a dict, loaded weights-only; CorruptCheckpoint when it is not one.
+
+    A missing file, a folder or a file without read permission raises its
+    OSError: those are not corrupt, and moving them aside would not help.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:  # OSErrors of a missing or unreadable file propagate here
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes zip files; older raw pickles are not fed to any unpickler
+        raise CorruptCheckpoint(path, "not a torch zip file" + ("; it is empty" if not magic else ""))
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+        raise
+    except Exception as error:  # truncated zip, not a zip, refused globals, bad pickle opcodes, ...
+        raise CorruptCheckpoint(path, _reason(error)) from None
+    if not isinstance(state, dict):
+        raise CorruptCheckpoint(path, f"it holds a {type(state).__name__}, not a checkpoint dict")
+    missing = [key for key in _REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CorruptCheckpoint(path, f"no {', '.join(missing)} in it; not a checkpoint of this project")
+    return state
 
 
 def load_checkpoint(
@@ -96,8 +190,11 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     grad_scaler: torch.amp.GradScaler | None = None,
 ) -> Progress:
-    """Restore model, optimizer, loss scale and RNGs from `path`; returns where to continue."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    """Restore model, optimizer, loss scale and RNGs from `path`; returns where to continue.
+
+    Raises CorruptCheckpoint (before touching model or optimizer) when the file cannot be read safely.
+    """
+    state = read_checkpoint(path)
     unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if grad_scaler is not None and state.get("grad_scaler"):
@@ -107,11 +204,27 @@ def load_checkpoint(
 
 
 def checkpoint_config(path: Path) -> dict | None:
-    """The config a checkpoint was written under (None when unreadable)."""
+    """The config a checkpoint was written under; None when there is no checkpoint (or it stored none).
+
+    Raises CorruptCheckpoint when the file exists but cannot be read safely.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=False).get("config")
-    except Exception:  # a truncated or foreign file: treat as no checkpoint
+        return read_checkpoint(path, mmap=True).get("config")
+    except FileNotFoundError:
         return None
+
+
+def quarantine(path: str | os.PathLike) -> Path:
+    """Move an unreadable checkpoint aside to `<name>.corrupt-<UTC time>`, keeping it for inspection."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    counter = 1
+    while target.exists():  # two in one second
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
+        counter += 1
+    os.replace(path, target)
+    return target
 
 
 def save_final_model(run_dir: Path, model: nn.Module) -> Path:
