@@ -25,6 +25,7 @@ from .claim_stats import Comparison, Summary, sign_flip_p, summarize
 from .claims import Claim, check_claims, claims_for
 from .columns import read_runs_csv, write_runs_csv
 from .figures import plot_curves, plot_table, save_figure
+from .grid_curves import curve_frame, plot_grid_curves
 from .load import LoadedRuns, completed, load_results, load_runs
 from .paper import compare_with_paper, reported_results, reported_value
 from .problems import Problem, summarize_problems
@@ -36,11 +37,11 @@ from .sweeps import Sweep, find_sweeps, sweep_stats, sweep_table
 from .tables import Table, paper_table
 
 __all__ = [
-    "Claim", "Comparison", "LoadedRuns", "Summary", "Problem", "Report", "Selection", "Sweep", "Table",
-    "build_report", "cell_stats", "check_claims", "claims_for", "claims_per_seed", "paper_claims", "sign_flip_p",
-    "summarize", "compare_with_paper", "completed",
-    "find_sweeps", "load_results", "load_runs", "paper_table", "plot_curves", "plot_sweep", "plot_table",
-    "read_runs_csv", "report_markdown", "reported_results", "reported_value", "save_figure", "select_runs",
+    "Claim", "Comparison", "LoadedRuns", "Problem", "Report", "Selection", "Summary", "Sweep", "Table",
+    "build_report", "cell_stats", "check_claims", "claims_for", "claims_per_seed", "compare_with_paper",
+    "completed", "curve_frame", "find_sweeps", "load_results", "load_runs", "paper_claims", "paper_table",
+    "plot_curves", "plot_grid_curves", "plot_sweep", "plot_table", "read_runs_csv", "report_markdown",
+    "reported_results", "reported_value", "save_figure", "select_runs", "sign_flip_p", "summarize",
     "summarize_problems", "sweep_stats", "sweep_table", "table_keys", "to_latex", "to_markdown",
     "write_runs_csv",
 ]

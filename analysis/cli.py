@@ -11,6 +11,7 @@ FOLDER/analysis):
     claims_per_seed.csv, paper_claims.csv   every comparison of a claim; the paper's tables checked alike
     sweeps.csv                         tidy numbers of the sweep views (when the folder sweeps a key)
     figures/<table>.png|pdf            grouped bars per table
+    figures/<table>-curves.png|pdf     the table's cells overlaid: training loss, test error, gradient norm
     figures/<table>-sweep-<key>.png|pdf  a sweep view's lines: each column against the swept key
     figures/curves/<run>.png|pdf       training curves per run folder
 
@@ -28,8 +29,10 @@ from pathlib import Path
 
 from .columns import write_runs_csv
 from .figures import plot_curves, plot_table, save_figure
+from .grid_curves import curve_frame, plot_grid_curves
 from .problems import one_line
 from .report import Report, build_report
+from .stats import select_runs
 from .sweep_figure import plot_sweep
 
 FORMATS = ("md", "tex", "csv")
@@ -59,7 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="sharpness measure of the table's Sharpness row (default: worst_linf, "
                         "or the only measure present)")
     parser.add_argument("--figures", choices=FIGURE_CHOICES, default="all",
-                        help="all (default): bars per table and curves per run; tables: bars only; none")
+                        help="all (default): bars and overlaid curves per table, sweep views and curves per run; "
+                        "tables: all but the curves per run; none")
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
     return parser.parse_args(argv)
 
@@ -97,12 +101,22 @@ def write_figures(report: Report, out: Path, which: str) -> tuple[list[Path], li
     for s in report.sections:
         if s.table.stats is None or s.table.stats.empty:  # no completed run: nothing to draw
             continue
+        options = {"experiment": s.experiment, "variant": s.variant}
         try:
-            figure = plot_table(runs, s.dataset, s.model, experiment=s.experiment, variant=s.variant,
-                                sharpness=report.sharpness)
+            figure = plot_table(runs, s.dataset, s.model, sharpness=report.sharpness, **options)
             written += save_figure(figure, out / "figures" / s.table.key)
         except Exception as exc:  # a plotting bug must not cost the tables
             warnings.append(f"figure for {s.table.title}: {one_line(exc)}")
+        frame, unreadable = curve_frame(select_runs(runs, s.dataset, s.model, **options).runs)
+        if which != "all":  # with per-run curves, those say which metrics.csv cannot be read
+            warnings += [f"curves of {line}" for line in unreadable]
+        if frame.empty:
+            continue
+        try:
+            figure = plot_grid_curves(runs, s.dataset, s.model, frame=frame, **options)
+            written += save_figure(figure, out / "figures" / f"{s.table.key}-curves")
+        except Exception as exc:
+            warnings.append(f"curves for {s.table.title}: {one_line(exc)}")
     for view in report.sweeps:
         try:
             written += save_figure(plot_sweep(view.sweep, report.sharpness), out / "figures" / view.table.key)
