@@ -6,6 +6,12 @@ rebuilds the model from the config, loads the weights, calls `measure_all` with
 the run's dataset and seed (so a re-measure with the settings of the original
 measure reproduces its value), and merges the new entries into result.json's
 `sharpness` object, replacing the file atomically.
+
+A run folder is data, possibly someone else's: the model is built only by the
+project's registry (`runner.models.build_model`, keyed by `model.name`), and a
+`model._target_` in config.yaml or result.json that is not the registered
+constructor refuses the run before anything is built; the weights load with
+`weights_only=True`.
 """
 
 from __future__ import annotations
@@ -76,6 +82,15 @@ def _apply_run_overrides(config: DictConfig, overrides: list[str], folder: Path)
         OmegaConf.update(config, key, yaml.safe_load(value), merge=False)
 
 
+def _check_model(model_cfg: Any, source: Path) -> None:
+    """Refuse a model config the registry would not build (a foreign `_target_`, an unknown name)."""
+    from runner.models import model_problems
+
+    problems = model_problems(model_cfg)
+    if problems:
+        raise UsageError(f"{source}: {problems[0]}; refused, nothing was built from it")
+
+
 def _recorded(recorded: dict[str, Any], name: str, settings: dict[str, Any]) -> bool:
     """Whether result.json already holds `name` measured with these settings (`verbose` aside)."""
     entry = recorded.get(name) or {}
@@ -104,6 +119,10 @@ def plan_runs(folders: list[Path], measures: dict[str, dict[str, Any]], run_over
         for key in ("model", "dataset"):
             if key not in config:
                 raise UsageError(f"{folder}/config.yaml has no {key} section")
+        _check_model(config.model, folder / "config.yaml")
+        recorded_config = record.get("config")
+        if isinstance(recorded_config, dict) and isinstance(recorded_config.get("model"), dict):
+            _check_model(recorded_config["model"], folder / "result.json")
         problems = config_problems(measures, config.dataset)
         if problems:
             raise UsageError(f"{folder}: {problems[0]}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ import torch.nn as nn
 
 from runner import checkpoint as ckpt
 from runner.checkpoint import CorruptCheckpoint, Progress
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class WritesAFile:
@@ -187,7 +192,7 @@ def test_round_trip_restores_every_rng_and_state_exactly(tmp_path: Path) -> None
 
 # -- model constructors only from the registry ------------------------------------------------------------
 
-CONF_MODELS = sorted((Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"))
+CONF_MODELS = sorted((REPO / "conf" / "model").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONF_MODELS, ids=[p.stem for p in CONF_MODELS])
@@ -249,3 +254,44 @@ def test_registered_models_build_with_or_without_a_target() -> None:
                    {"name": "resnet18", "family": "cnn", "width": 4}):
         model = build_model(config)
         assert isinstance(model, CifarResNet) and model.eval()(torch.zeros(1, 3, 8, 8)).shape == (1, 10)
+
+
+# -- python -m sharpness on a crafted run folder ----------------------------------------------------------
+
+
+def _crafted_run(folder: Path, target: Path, *, in_result: bool) -> Path:
+    """A completed run folder whose model config names io.open with arguments that would create `target`."""
+    from omegaconf import OmegaConf
+
+    from runner.models import build_model
+
+    good = {"name": "resnet18", "family": "cnn", "_target_": "runner.models.cifar_resnet18", "num_classes": 10,
+            "in_channels": 3, "width": 2}
+    crafted = {"name": "resnet18", "family": "cnn", "_target_": "io.open", "file": str(target), "mode": "w"}
+    config = {"seed": 0, "model": good if in_result else crafted,
+              "dataset": {"name": "synthetic", "num_classes": 10, "image_size": 8, "channels": 3}}
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+    torch.save(build_model(good).state_dict(), folder / "model.pt")
+    record = {"schema_version": 2, "status": "completed", "seed": 0, "sharpness": {},
+              "config": {**config, "model": crafted if in_result else good}}
+    (folder / "result.json").write_text(json.dumps(record))
+    return folder
+
+
+@pytest.mark.parametrize("in_result", [False, True], ids=["config.yaml", "result.json"])
+def test_sharpness_cli_refuses_a_foreign_model_target(tmp_path: Path, in_result: bool) -> None:
+    target = tmp_path / "created-by-io-open"
+    folder = _crafted_run(tmp_path / "results" / "exp" / "synthetic-resnet18" / "sam-constant" / "seed=0", target,
+                          in_result=in_result)
+    before = (folder / "result.json").read_text()
+    result = subprocess.run([sys.executable, "-m", "sharpness", str(folder), "sharpness=worst_linf", "device=cpu"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2, result.stderr
+    assert not target.exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    source = folder.resolve() / ("result.json" if in_result else "config.yaml")
+    assert errors == [f"error: {source}: model._target_='io.open' is not the constructor of model.name='resnet18' "
+                      f"(runner.models.cifar_resnet18); refused, nothing was built from it"], result.stderr
+    assert (folder / "result.json").read_text() == before
