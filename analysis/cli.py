@@ -2,7 +2,8 @@
 
 Reads every result.json below FOLDER (a results root, a sweep folder or one
 run folder), prints the Markdown report, and writes to --out (default
-FOLDER/analysis):
+FOLDER/analysis; when FOLDER is read-only, ./analysis-<folder name>, see
+`output`):
 
     tables.md                          every table, comparison and claims check, left-out records
     tables.tex                         the same tables, LaTeX booktabs
@@ -16,8 +17,9 @@ FOLDER/analysis):
     figures/curves/<run>.png|pdf       training curves per run folder
 
 Exit status: 0 when at least one table was built, 1 when there was nothing
-to tabulate, 2 when FOLDER does not exist or an argument is wrong. Bad
-records never make it fail: they are summarised instead.
+to tabulate, 2 when FOLDER does not exist, an argument is wrong or nothing
+can be written. Bad records never make it fail: they are summarised instead
+(and counted in one warning line on stderr).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from .columns import write_runs_csv
 from .figures import plot_curves, plot_table, save_figure
 from .grid_curves import curve_frame, plot_grid_curves
+from .output import OutputError, output_folder
 from .problems import one_line
 from .report import Report, build_report
 from .stats import select_runs
@@ -37,6 +40,7 @@ from .sweep_figure import plot_sweep
 
 FORMATS = ("md", "tex", "csv")
 FIGURE_CHOICES = ("all", "tables", "none")
+UNUSABLE = ("corrupt", "schema", "invalid", "duplicate")  # problem kinds that are not runs' own failures
 
 
 def _formats(text: str) -> list[str]:
@@ -55,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("folder", type=Path, help="results root, sweep folder or run folder")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="output folder (default: FOLDER/analysis)")
+                        help="output folder (default: FOLDER/analysis, or ./analysis-<folder name> "
+                        "when FOLDER is read-only)")
     parser.add_argument("--format", type=_formats, default=list(FORMATS), dest="formats", metavar="md,tex,csv",
                         help="comma-separated subset of md,tex,csv (default: all)")
     parser.add_argument("--sharpness", default=None, metavar="NAME",
@@ -149,9 +154,23 @@ def _run(args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"error: results folder {str(args.folder)!r} does not exist", file=sys.stderr)
         return 2
+    try:
+        out, note = output_folder(args.folder, args.out)
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if note:
+        print(note, file=sys.stderr)
     report = build_report(args.folder, sharpness=args.sharpness)
-    out = args.out if args.out is not None else args.folder / "analysis"
-    written = write_tables(report, out, args.formats)
+    unusable = [p for p in report.loaded.problems if p.kind in UNUSABLE]
+    if unusable:
+        print(f"warning: {len(unusable)} record{'s' if len(unusable) > 1 else ''} could not be used "
+              f"(unreadable, malformed or duplicate); listed under 'Records left out'", file=sys.stderr)
+    try:
+        written = write_tables(report, out, args.formats)
+    except OSError as exc:
+        print(f"error: cannot write the analysis to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if not args.quiet:  # the tables first: figures of a large sweep take a while
         print(report.markdown(), flush=True)
     figures, warnings = write_figures(report, out, args.figures)

@@ -51,6 +51,20 @@ def plain_value(value: Any) -> Any:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and mappings in `value` nest deeper than `limit` (checked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack += [(v, depth + 1) for v in node.values()]
+        elif isinstance(node, list):
+            stack += [(v, depth + 1) for v in node]
+    return False
+
+
 def check_config(config: Any) -> dict:
     """The record's config as a mapping ({} when absent); raises `ConfigError` for any other type."""
     if config is None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from .columns import SHARPNESS_PREFIX, runs_frame
-from .configs import ConfigError, check_config, config_columns
+from .configs import MAX_DEPTH, ConfigError, check_config, config_columns, too_deep
 from .problems import Problem, one_line
 
 RECORD_NAME = "result.json"
@@ -103,6 +103,8 @@ def _read_json(path: str) -> dict:
         record = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _Invalid("corrupt", f"not valid JSON (half-written?): {one_line(exc)}") from None
+    except RecursionError:  # e.g. 100,000 nested lists: the parser's stack runs out, not ours
+        raise _Invalid("corrupt", "JSON nested too deeply to be a record") from None
     if not isinstance(record, dict):
         raise _Invalid("corrupt", f"JSON is a {type(record).__name__}, not an object")
     return record
@@ -170,6 +172,8 @@ def _variant(record: dict) -> tuple[str, str]:
         values = {}
     if not isinstance(values, dict):
         raise _Invalid("invalid", f"variant_values is a {type(values).__name__}, not a mapping")
+    if too_deep(values):  # its text is parsed again later, deeper in the stack
+        raise _Invalid("invalid", f"variant_values is nested deeper than {MAX_DEPTH} levels")
     return variant, json.dumps(values, sort_keys=True)
 
 
@@ -233,6 +237,9 @@ def load_results(root: str | os.PathLike) -> LoadedRuns:
             row = parse_record(_read_json(os.path.join(run_dir, RECORD_NAME)), run_dir)
         except _Invalid as exc:
             problems.append(Problem(rel, exc.kind, str(exc)))
+            continue
+        except RecursionError:  # a value nested deep enough to exhaust the stack when re-encoded
+            problems.append(Problem(rel, "corrupt", "a field is nested too deeply to be a record"))
             continue
         key = tuple(row[k] for k in RUN_KEY)
         if key in seen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -333,3 +334,128 @@ def test_cli_formats_and_exit_codes(results: Path, tmp_path: Path, capsys) -> No
     assert "No records to tabulate." in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(results), "--format", "docx"])
+
+
+def _good(root: Path) -> None:
+    for seed, err in enumerate((5.0, 7.0)):
+        write_record(root, seed=seed, test_error=err)
+
+
+@pytest.mark.parametrize("field, value, kind, reason", [
+    ("seed", "zero", "invalid", "seed is 'zero', not a number"),
+    ("seed", 1.5, "invalid", "seed is 1.5, not an integer"),
+    ("test_error", "abc", "invalid", "test_error is 'abc', not a number"),
+    ("test_error", True, "invalid", "test_error is True, not a number"),
+    ("status", 5, "invalid", "status is 5, expected a name"),
+    ("status", "finished", "invalid", "unknown status 'finished'"),
+    ("dataset", None, "invalid", "dataset is None, expected a name"),
+    ("sharpness", [1, 2], "invalid", "sharpness is list, not a mapping"),
+    ("schema_version", "2", "schema", "unknown schema_version '2'"),
+    ("config", [1, 2], "invalid", "config is a list, not a mapping"),
+    ("config", {"a": {"b": {"c": {"d": 1}}}, "deep": json.loads("[" * 50 + "]" * 50)}, None, None),
+])
+def test_wrongly_typed_records_are_left_out_with_the_reason(tmp_path: Path, field, value, kind, reason) -> None:
+    _good(tmp_path)
+    run_dir = write_record(tmp_path, seed=2, test_error=6.0)
+    record = json.loads((run_dir / "result.json").read_text())
+    record[field] = value
+    (run_dir / "result.json").write_text(json.dumps(record))
+    loaded = analysis.load_results(tmp_path)
+    if kind is None:  # odd but valid: a nested config and a deep list value are fine
+        assert len(loaded.runs) == 3 and loaded.problems == []
+        return
+    assert len(loaded.runs) == 2
+    (problem,) = loaded.problems
+    assert (problem.kind, problem.path) == (kind, "t/cifar10-resnet18/sgd-constant/seed=2")
+    assert reason in problem.reason
+
+
+def test_huge_and_deeply_nested_records_are_skipped_not_fatal(tmp_path: Path, capsys) -> None:
+    _good(tmp_path)
+    # 100,000 nested lists: json's parser runs out of stack (RecursionError) -> a corrupt record.
+    write_record(tmp_path, seed=3, raw="[" * 100_000 + "]" * 100_000)
+    # A config nested 40 levels deep and one with 10,000 keys: bogus, never flattened into columns.
+    deep: dict = {}
+    node = deep
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]
+    write_record(tmp_path, seed=4, test_error=1.0, config=deep)
+    write_record(tmp_path, seed=5, test_error=1.0, config={f"k{i}": i for i in range(10_000)})
+    write_record(tmp_path, seed=6, test_error=1.0, schema_version=2, variant="v",
+                 variant_values={"x": json.loads("[" * 40 + "]" * 40)})
+    # 30 MB of bogus text in one record: read, found wanting, left out.
+    write_record(tmp_path, seed=7, raw=json.dumps({"schema_version": 2, "status": "completed", "junk": "x" * 30_000_000}))
+    loaded = analysis.load_results(tmp_path)
+    assert list(loaded.runs["seed"]) == [0, 1]
+    reasons = {p.path.rsplit("/", 1)[1]: (p.kind, p.reason) for p in loaded.problems}
+    assert reasons == {
+        "seed=3": ("corrupt", "JSON nested too deeply to be a record"),
+        "seed=4": ("invalid", "config is nested deeper than 32 levels"),
+        "seed=5": ("invalid", "config has more than 5000 keys"),
+        "seed=6": ("invalid", "variant_values is nested deeper than 32 levels"),
+        "seed=7": ("invalid", "dataset is None, expected a name"),
+    }
+    out = tmp_path / "out"
+    assert main([str(tmp_path), "--out", str(out), "--figures", "none", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["warning: 5 records could not be used (unreadable, malformed or duplicate); "
+                                "listed under 'Records left out'"]
+    assert "JSON nested too deeply" in (out / "tables.md").read_text()
+
+
+def test_read_only_results_fall_back_to_a_writable_folder(results: Path, tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
+    """As root permissions stop nothing, so the default --out is blocked by a file named `analysis`."""
+    (results / "analysis").write_text("not a folder")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main([str(results), "--figures", "none", "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    fallback = work / "analysis-results"
+    assert err[0] == (f"note: cannot write to {results / 'analysis'} (File exists); "
+                      f"writing to {fallback} instead")
+    assert (fallback / "tables.md").is_file() and (fallback / "runs.csv").is_file()
+    assert (results / "analysis").read_text() == "not a folder"
+    # An explicit --out is never replaced: one error line, exit status 2.
+    assert main([str(results), "--out", str(results / "analysis" / "sub"), "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: cannot write to --out ") and line.endswith("Not a directory")
+
+
+def test_no_writable_folder_is_one_error_line(tmp_path: Path) -> None:
+    from analysis.output import OutputError, output_folder
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "analysis").write_text("")
+    with pytest.raises(OutputError) as caught:
+        output_folder(results, None, fallbacks=[blocker / "a", blocker / "b"])
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith("pass --out DIR")
+    assert f"{blocker / 'a'} (Not a directory)" in message
+    assert output_folder(results, None, fallbacks=[blocker / "a", tmp_path / "ok"]) == (
+        tmp_path / "ok", f"note: cannot write to {results / 'analysis'} (File exists); writing to "
+        f"{tmp_path / 'ok'} instead")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="as root, permission bits stop no write")
+def test_chmod_read_only_tree_falls_back(results: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    modes = {}
+    for path in [results, *results.rglob("*")]:
+        modes[path] = path.stat().st_mode
+        path.chmod(modes[path] & ~0o222)
+    try:
+        assert main([str(results), "--figures", "none", "--quiet"]) == 0
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+    assert "writing to" in capsys.readouterr().err
+    assert (work / "analysis-results" / "tables.md").is_file()
+    assert not (results / "analysis").exists()
