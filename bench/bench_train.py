@@ -27,6 +27,12 @@ is the torchvision path in both cases.
     .venv/bin/python bench/bench_train.py --device cpu            # 2 quiet CPU cores: ~10 min
     python bench/bench_train.py --device cuda --project all       # one H100: 5-8 min (estimated; capped)
 
+Every setting of the paper comes from `conf/`, composed as `launch.py` composes a
+cell of the paper presets (`paper_cell`): lr, rho, alpha and the base optimizer,
+the batch sizes and stages of each schedule, the epochs, the grid, the dataset's
+size, image size, classes, mean and std, and the networks. docs/paper.md maps
+them to the paper.
+
 Progress goes to stderr; the Markdown tables go to stdout (and `--markdown FILE`).
 """
 
@@ -51,6 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -60,15 +68,41 @@ from torchvision.datasets import CIFAR10  # noqa: E402
 
 from runner.data import load_tensors  # noqa: E402
 from runner.device_loader import DeviceLoader  # noqa: E402
-from runner.models import cifar_resnet18, imagenet_resnet50, wide_resnet28_10  # noqa: E402
+from runner.models import build_model  # noqa: E402
+from runner.run import build_optimizer  # noqa: E402
 from runner.schedule import Schedule, Stage, remember_initial_values  # noqa: E402
 from runner.train import resolve_precision, train_epoch  # noqa: E402
 
-# The authors' hyperparameters (docs/paper.md): plain SGD lr 0.1, rho 0.05, GSAM alpha 0.02.
-LR, RHO, ALPHA = 0.1, 0.05, 0.02
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-OPTIMIZERS = ("sgd", "sam", "gsam")
-PAPER_BATCH_SIZES = (16, 32, 64, 128, 256)
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# The paper table whose network and data the main measurement uses (its model width aside).
+MAIN_TABLE = "cifar10_resnet18"
+
+
+@functools.cache
+def paper_cell(table: str, *overrides: str) -> DictConfig:
+    """The config `launch.py experiment=paper/<table> <overrides>` composes, the hydra node included.
+
+    The benchmark's one source for the authors' hyperparameters (docs/paper.md): it
+    times the steps a cell of that table would run, so it reads what the cell reads.
+    """
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[f"experiment=paper/{table}", *overrides], return_hydra_config=True)
+
+
+def grid(table: str) -> tuple[list[str], list[str]]:
+    """(optimizers, schedules) the table's sweep crosses, in the paper's column order."""
+    params = paper_cell(table).hydra.sweeper.params
+    return str(params.optimizer).split(","), str(params.schedule).split(",")
+
+
+def dataset_facts(table: str) -> dict:
+    """The table's dataset config, resolved: sizes, image size, classes, mean and std."""
+    return OmegaConf.to_container(paper_cell(table).dataset, resolve=True)
+
+
+def crop_padding(image_size: int) -> int:
+    """Padding of the training crop, the runner's rule (4 px at 32 px, docs/paper.md)."""
+    return max(1, image_size // 8)
 
 
 def log(message: str) -> None:
@@ -128,6 +162,7 @@ class Workload:
     """A model at an image size, with the data both implementations read."""
 
     name: str
+    table: str  # the paper table whose cells this workload times: their optimizer settings
     make_model: Callable[[], nn.Module]
     image_size: int
     classes: int
@@ -135,40 +170,54 @@ class Workload:
     pil_data: Callable[[], Dataset] | None
 
 
-def cifar_workload(name: str, make_model: Callable[[], nn.Module], root: Path, train_size: int,
+def table_model(table: str, *overrides: str) -> Callable[[], nn.Module]:
+    """A constructor of the table's network, as its config builds it."""
+    return lambda: build_model(paper_cell(table, *overrides).model)
+
+
+def cifar_workload(name: str, table: str, make_model: Callable[[], nn.Module], root: Path, train_size: int,
                    device: torch.device, channels_last: bool) -> Workload:
-    config = {"name": "cifar10", "root": str(root), "download": False, "verify_checksums": False, "num_classes": 10,
-              "image_size": 32, "channels": 3, "train_size": train_size,
-              "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+    """The fake CIFAR-10 files under `root`, read as the table's dataset config reads CIFAR."""
+    facts = dataset_facts(table)
+    config = {**facts, "root": str(root), "download": False, "verify_checksums": False, "train_size": train_size}
+    size, mean, std = int(facts["image_size"]), tuple(facts["mean"]), tuple(facts["std"])
+    pad = crop_padding(size)
 
     def device_data() -> DeviceLoader:
         images, labels = load_tensors(config, "train")
-        return DeviceLoader(images, labels, mean=CIFAR_MEAN, std=CIFAR_STD, augment=True, pad=4, device=device,
+        return DeviceLoader(images, labels, mean=mean, std=std, augment=True, pad=pad, device=device,
                             seed=0, channels_last=channels_last)
 
     def pil_data() -> Dataset:
-        return FakeCIFAR10(str(root), train=True, transform=research_transform(32, 4, CIFAR_MEAN, CIFAR_STD))
+        return FakeCIFAR10(str(root), train=True, transform=research_transform(size, pad, mean, std))
 
-    return Workload(name, make_model, 32, 10, device_data, pil_data)
+    return Workload(name, table, make_model, size, int(facts["num_classes"]), device_data, pil_data)
 
 
-def memory_workload(name: str, make_model: Callable[[], nn.Module], size: int, classes: int, count: int,
-                    device: torch.device, channels_last: bool) -> Workload:
-    """Random images of `size` px in memory (Tiny-ImageNet: 64 px, padding 8)."""
+def memory_workload(name: str, table: str, count: int, device: torch.device, channels_last: bool) -> Workload:
+    """`count` random images of the table's image size in memory (Tiny-ImageNet: 64 px, padding 8)."""
+    facts = dataset_facts(table)
+    size, classes, mean, std = int(facts["image_size"]), int(facts["num_classes"]), facts["mean"], facts["std"]
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, classes, count)
-    pad = size // 8
+    pad = crop_padding(size)
 
     def device_data() -> DeviceLoader:
         return DeviceLoader(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels),
-                            mean=CIFAR_MEAN, std=CIFAR_STD, augment=True, pad=pad, device=device, seed=0,
+                            mean=mean, std=std, augment=True, pad=pad, device=device, seed=0,
                             channels_last=channels_last)
 
     def pil_data() -> Dataset:
-        return PILImages(images, labels, research_transform(size, pad, CIFAR_MEAN, CIFAR_STD))
+        return PILImages(images, labels, research_transform(size, pad, mean, std))
 
-    return Workload(name, make_model, size, classes, device_data, pil_data)
+    return Workload(name, table, table_model(table), size, classes, device_data, pil_data)
+
+
+def model_only_workload(name: str, table: str) -> Workload:
+    """The table's network on random batches of its image size (no data pipeline timed)."""
+    facts = dataset_facts(table)
+    return Workload(name, table, table_model(table), int(facts["image_size"]), int(facts["num_classes"]), None, None)
 
 
 def device_stream(loader: DeviceLoader, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -247,10 +296,13 @@ class ResearchSAM(torch.optim.Optimizer):
         self.zero_grad()
 
 
-def research_optimizer(name: str, model: nn.Module) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=LR, foreach=False)
-    return ResearchSAM(model.parameters(), rho=RHO, alpha=ALPHA if name == "gsam" else 0.0, lr=LR)
+def research_optimizer(optimizer_cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The research code's optimizer with the cell's lr, rho and (GSAM) alpha."""
+    lr = float(optimizer_cfg.lr)
+    if optimizer_cfg.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, foreach=False)
+    return ResearchSAM(model.parameters(), rho=float(optimizer_cfg.rho), alpha=float(optimizer_cfg.get("alpha", 0.0)),
+                       lr=lr)
 
 
 def research_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
@@ -290,19 +342,13 @@ class Settings:
 def ours_runner(workload: Workload, optimizer_name: str, batch_size: int, stream: Iterator,
                 settings: Settings) -> Callable[[int], None]:
     """`run(steps)`: the runner's own epoch function over `steps` batches of `stream`."""
-    import sam_opt
-
     torch.manual_seed(0)
     model = workload.make_model().to(settings.device)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_model = torch.compile(model) if settings.compile else model
-    base = functools.partial(torch.optim.SGD, lr=LR)
-    if optimizer_name == "gsam":
-        optimizer = sam_opt.GSAM(train_model.parameters(), base_optimizer=base, rho=RHO, alpha=ALPHA, model=train_model)
-    else:
-        rho = 0.0 if optimizer_name == "sgd" else RHO
-        optimizer = sam_opt.SAM(train_model.parameters(), base_optimizer=base, rho=rho, model=train_model)
+    # The optimizer a cell of the table builds (SGD is SAM with rho = 0), from its config.
+    optimizer = build_optimizer(paper_cell(workload.table, f"optimizer={optimizer_name}").optimizer, train_model)
     remember_initial_values(optimizer)
     schedule = Schedule([Stage(batch_size, 1)], train_size=10**9)  # constant lr; the size only bounds the batch
     loss_fn = nn.CrossEntropyLoss()
@@ -320,7 +366,7 @@ def research_runner(workload: Workload, optimizer_name: str, stream: Iterator,
     """`run(steps)`: the research loop, fp32, a host read of loss and accuracy every step."""
     torch.manual_seed(0)
     model = workload.make_model().to(settings.device)
-    optimizer = research_optimizer(optimizer_name, model)
+    optimizer = research_optimizer(paper_cell(workload.table, f"optimizer={optimizer_name}").optimizer, model)
     model.train()
 
     def run(steps: int) -> None:
@@ -452,26 +498,44 @@ def data_table(data_rates: dict, batch_sizes: list[int], workers: int) -> list[s
 
 @dataclass(frozen=True)
 class PaperTable:
+    """A paper preset, and the workload whose rates project it (one per network and image size)."""
+
     name: str
     workload: str
-    train_size: int
+
+    @property
+    def train_size(self) -> int:
+        return int(dataset_facts(self.name)["train_size"])
 
 
 PAPER_TABLES = (
-    PaperTable("cifar10_resnet18", "cifar_resnet18_w64", 50_000),
-    PaperTable("cifar100_resnet18", "cifar_resnet18_w64", 50_000),
-    PaperTable("cifar10_wrn28_10", "cifar_wrn28_10", 50_000),
-    PaperTable("cifar100_wrn28_10", "cifar_wrn28_10", 50_000),
-    PaperTable("tiny_imagenet_resnet18", "tiny_resnet18", 100_000),
-    PaperTable("tiny_imagenet_wrn28_10", "tiny_wrn28_10", 100_000),
-    PaperTable("imagenet_resnet50", "imagenet_resnet50", 1_281_167),
+    PaperTable("cifar10_resnet18", "cifar_resnet18_w64"),
+    PaperTable("cifar100_resnet18", "cifar_resnet18_w64"),
+    PaperTable("cifar10_wrn28_10", "cifar_wrn28_10"),
+    PaperTable("cifar100_wrn28_10", "cifar_wrn28_10"),
+    PaperTable("tiny_imagenet_resnet18", "tiny_resnet18"),
+    PaperTable("tiny_imagenet_wrn28_10", "tiny_wrn28_10"),
+    PaperTable("imagenet_resnet50", "imagenet_resnet50"),
 )
 
 
-def paper_schedules(epochs: int) -> dict[str, list[tuple[int, int]]]:
-    """(batch size, epochs) stages of the three schedules; cosine costs what constant costs."""
-    share = epochs // len(PAPER_BATCH_SIZES)
-    return {"constant": [(128, epochs)], "batch": [(b, share) for b in PAPER_BATCH_SIZES], "cosine": [(128, epochs)]}
+def table_cells(table: str, epochs: int) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """(optimizer, schedule) -> (batch size, epochs) stages of each cell of the table's grid, `epochs` long.
+
+    The stages are the ones the table's config builds (the increasing batch sizes
+    split over the epochs by the schedule); cosine costs what constant costs.
+    """
+    optimizers, schedules = grid(table)
+    stages = {}
+    for schedule in schedules:
+        cfg = paper_cell(table, f"schedule={schedule}", f"train.epochs={epochs}")
+        stages[schedule] = [(int(stage["batch_size"]), int(stage["epochs"])) for stage in cfg.schedule.stages]
+    return {(optimizer, schedule): stages[schedule] for optimizer in optimizers for schedule in schedules}
+
+
+def cell_batch_sizes(tables: list[PaperTable], epochs: int) -> list[int]:
+    """Every batch size a cell of these tables trains at, ascending: the rates a projection needs."""
+    return sorted({batch for t in tables for stages in table_cells(t.name, epochs).values() for batch, _ in stages})
 
 
 def cell_seconds(rate: Callable[[int], float], stages: list[tuple[int, int]], train_size: int) -> float:
@@ -484,15 +548,15 @@ def projection_table(rates: dict, tables: list[PaperTable], epochs: int) -> list
              "| ours, slowest cell (h) |",
              "|---|---:|---:|---:|---:|---:|"]
     for table in tables:
+        cells = table_cells(table.name, epochs)
         hours: dict[str, list[float]] = {}
         for impl in ("ours", "research"):
             hours[impl] = []
-            for name in OPTIMIZERS:
+            for (name, _), stages in cells.items():
                 def rate(batch: int, impl: str = impl, name: str = name) -> float:
                     return median(rates.get((impl, table.workload, name, batch), [float("nan")]))
 
-                for stages in paper_schedules(epochs).values():
-                    hours[impl].append(cell_seconds(rate, stages, table.train_size) / 3600)
+                hours[impl].append(cell_seconds(rate, stages, table.train_size) / 3600)
         ours, research = sum(hours["ours"]), sum(hours["research"])  # NaN when a rate is missing
         slowest = max(hours["ours"]) if ours == ours else float("nan")
         lines.append(f"| {table.name} | {table.train_size:,} | {fmt(ours, 1)} | {fmt(research, 1)} "
@@ -504,17 +568,22 @@ def projection_table(rates: dict, tables: list[PaperTable], epochs: int) -> list
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    main_cell = paper_cell(MAIN_TABLE)
+    optimizers, _ = grid(MAIN_TABLE)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda[:k]")
     parser.add_argument("--width", type=int, default=None, help="ResNet-18 width (default 16 on a CPU, 64 on a GPU)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(PAPER_BATCH_SIZES))
-    parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=list(OPTIMIZERS))
+    parser.add_argument("--batch-sizes", type=int, nargs="+",
+                        default=[int(b) for b in main_cell.train.increasing_batch_sizes],
+                        help="default: the increasing-batch sizes of the paper presets")
+    parser.add_argument("--optimizers", nargs="+", choices=optimizers, default=optimizers)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 6 CPU, 30 GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 CPU, 5 GPU)")
     parser.add_argument("--min-images", type=int, default=None,
                         help="more timed steps at small batches, to time at least this many images (256 CPU, 1024 GPU)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; tables give medians")
-    parser.add_argument("--train-size", type=int, default=50_000, help="examples in the fake CIFAR-10")
+    parser.add_argument("--train-size", type=int, default=int(dataset_facts(MAIN_TABLE)["train_size"]),
+                        help="examples in the fake CIFAR-10 (default: the real one's)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the research-style baseline")
     parser.add_argument("--threads", type=int, default=None, help="main-process torch threads (default: torch's)")
     parser.add_argument("--data-seconds", type=float, default=0.5, help="time per data-pipeline measurement")
@@ -524,7 +593,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="ours: torch.compile the model (once per batch size)")
     parser.add_argument("--project", nargs="+", default=[], metavar="TABLE",
                         choices=["all"] + [t.name for t in PAPER_TABLES], help="paper tables to project, or all")
-    parser.add_argument("--epochs", type=int, default=200, help="epochs of a cell in the projection")
+    parser.add_argument("--epochs", type=int, default=int(main_cell.train.epochs),
+                        help="epochs of a cell in the projection (default: the paper presets' train.epochs)")
     parser.add_argument("--project-steps", type=int, default=None, help="timed steps per projection measurement")
     parser.add_argument("--max-minutes", type=float, default=8.0,
                         help="stop measuring projection workloads after this much time in total")
@@ -564,8 +634,8 @@ def main(argv: list[str] | None = None) -> int:
                         channels_last=device.type == "cuda", compile=args.compile, workers=args.workers)
     folder = tempfile.TemporaryDirectory(prefix="bench_train_")
     root = write_fake_cifar10(Path(folder.name), args.train_size)
-    main_workload = cifar_workload(f"cifar_resnet18_w{args.width}",
-                                   lambda: cifar_resnet18(num_classes=10, width=args.width), root, args.train_size,
+    main_workload = cifar_workload(f"cifar_resnet18_w{args.width}", MAIN_TABLE,
+                                   table_model(MAIN_TABLE, f"model.width={args.width}"), root, args.train_size,
                                    device, settings.channels_last)
     cache: dict = {}
     rates: dict = defaultdict(list)
@@ -609,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         tables = [t for t in PAPER_TABLES if t.name in args.project]
         skipped = project_workloads(tables, args, settings, root, main_workload, rates, cache, started)
         out += [f"## Projected training time per paper table on this device ({args.epochs} epochs, 9 cells, one seed)",
-                "", f"Rates at batch sizes {', '.join(map(str, PAPER_BATCH_SIZES))}, {args.project_steps} timed steps, "
+                "", f"Rates at batch sizes {', '.join(map(str, cell_batch_sizes(tables, args.epochs)))}, "
+                f"{args.project_steps} timed steps, "
                 "one round; training steps only (no evaluation, sharpness or start-up). ImageNet: model only, "
                 "random batches on the device for both.", ""]
         out += projection_table(rates, tables, args.epochs) + [""]
@@ -633,22 +704,22 @@ def project_workloads(tables: list[PaperTable], args: argparse.Namespace, settin
     """
     device, cl = settings.device, settings.channels_last
     makers = {
-        "cifar_resnet18_w64": lambda: cifar_workload("cifar_resnet18_w64", lambda: cifar_resnet18(10, width=64), root,
-                                                     args.train_size, device, cl),
-        "cifar_wrn28_10": lambda: cifar_workload("cifar_wrn28_10", lambda: wide_resnet28_10(10), root,
-                                                 args.train_size, device, cl),
-        "tiny_resnet18": lambda: memory_workload("tiny_resnet18", lambda: cifar_resnet18(200, width=64), 64, 200,
-                                                 8192, device, cl),
-        "tiny_wrn28_10": lambda: memory_workload("tiny_wrn28_10", lambda: wide_resnet28_10(200), 64, 200, 8192,
-                                                 device, cl),
-        "imagenet_resnet50": lambda: Workload("imagenet_resnet50", lambda: imagenet_resnet50(1000), 224, 1000,
-                                              None, None),
+        "cifar_resnet18_w64": lambda: cifar_workload("cifar_resnet18_w64", "cifar10_resnet18",
+                                                     table_model("cifar10_resnet18"), root, args.train_size,
+                                                     device, cl),
+        "cifar_wrn28_10": lambda: cifar_workload("cifar_wrn28_10", "cifar10_wrn28_10",
+                                                 table_model("cifar10_wrn28_10"), root, args.train_size, device, cl),
+        "tiny_resnet18": lambda: memory_workload("tiny_resnet18", "tiny_imagenet_resnet18", 8192, device, cl),
+        "tiny_wrn28_10": lambda: memory_workload("tiny_wrn28_10", "tiny_imagenet_wrn28_10", 8192, device, cl),
+        "imagenet_resnet50": lambda: model_only_workload("imagenet_resnet50", "imagenet_resnet50"),
     }
     deadline, skipped = started + 60 * args.max_minutes, 0
     for key in dict.fromkeys(t.workload for t in tables):
         workload = main_workload if key == main_workload.name else makers[key]()
-        for batch_size in PAPER_BATCH_SIZES:
-            for name in OPTIMIZERS:
+        users = [t for t in tables if t.workload == key]
+        optimizers = list(dict.fromkeys(o for t in users for o, _ in table_cells(t.name, args.epochs)))
+        for batch_size in cell_batch_sizes(users, args.epochs):
+            for name in optimizers:
                 for impl in ("ours", "research"):
                     if rates.get((impl, key, name, batch_size)):
                         continue
