@@ -385,7 +385,8 @@ def test_huge_and_deeply_nested_records_are_skipped_not_fatal(tmp_path: Path, ca
     write_record(tmp_path, seed=6, test_error=1.0, schema_version=2, variant="v",
                  variant_values={"x": json.loads("[" * 40 + "]" * 40)})
     # 30 MB of bogus text in one record: read, found wanting, left out.
-    write_record(tmp_path, seed=7, raw=json.dumps({"schema_version": 2, "status": "completed", "junk": "x" * 30_000_000}))
+    bogus = {"schema_version": 2, "status": "completed", "junk": "x" * 30_000_000}
+    write_record(tmp_path, seed=7, raw=json.dumps(bogus))
     loaded = analysis.load_results(tmp_path)
     assert list(loaded.runs["seed"]) == [0, 1]
     reasons = {p.path.rsplit("/", 1)[1]: (p.kind, p.reason) for p in loaded.problems}

@@ -65,7 +65,9 @@ def test_sign_flip_p_is_exact() -> None:
     brute = sum(sum(s * abs(v) for s, v in zip(signs, values)) <= sum(values) + 1e-12
                 for signs in itertools.product((-1, 1), repeat=len(values))) / 2 ** len(values)
     assert sign_flip_p(values) == brute
-    assert sign_flip_p([-1.0] * 22) < 1e-5  # sampled beyond 20 values, still tiny
+    # Beyond 16 values the patterns are sampled (20,000 of them): none beats all-negative, p = 1 / 20,001.
+    assert sign_flip_p([-1.0] * 22) == 1 / 20_001
+    assert sign_flip_p([-1.0, 1.0] * 11) == pytest.approx(0.5 + math.comb(22, 11) / 2**23, abs=0.01)
     with pytest.raises(ValueError):
         sign_flip_p([])
 
@@ -200,3 +202,12 @@ def test_claims_of_a_paper_pair_show_that_table_and_the_cli_writes_the_numbers(t
     assert saved.loc["+ B sharpness < constant sharpness, for each optimizer", "paper_comparisons"] == 21
     markdown = (out / "tables.md").read_text()
     assert "## The paper's own numbers: its claims across its 7 tables" in markdown
+
+
+def test_many_seeds_keep_the_per_seed_table_readable(tmp_path: Path) -> None:
+    runs = analysis.load_runs(grid(tmp_path, tuple(range(13))))
+    detail = analysis.claims_per_seed(runs, "digits", "resnet18")
+    assert detail.header == ["Claim", "Cells", "Holds", "Effect", "p"]
+    assert "13 seeds" in detail.caption and len(detail.stats) > 13 * 9
+    row = next(r for r in detail.rows if r[1] == "SAM + B < SAM")
+    assert row[2:] == ["13/13", "×0.1 (0.1–0.1)", f"{1 / 2**13:.3g}"]
