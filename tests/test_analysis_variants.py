@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 
 import analysis
 from analysis.cli import main
+from test_analysis import _latex_balanced
 
 PRESET_RHO = 0.05
 
@@ -290,6 +291,9 @@ def test_cli_writes_the_sweep_view(rho_sweep: Path, tmp_path: Path, capsys) -> N
     assert sum(line.startswith("## Digits, ResNet-18, ") for line in printed.splitlines()) == 3
     cells = pd.read_csv(out / "cells.csv", keep_default_na=False)
     assert set(cells["variant"]) == {"", "rho=0.01", "rho=0.1"}
+    tex = (out / "tables.tex").read_text()
+    _latex_balanced(tex)
+    assert "sweep over optimizer.rho" in tex and "0.05 (preset)" in tex
 
 
 def test_two_keys_give_a_sweep_per_key_and_base(tmp_path: Path) -> None:
