@@ -1,5 +1,17 @@
-"""`python -m sharpness <run folder | results root | glob> sharpness=<measure> ...` (see sharpness.cli)."""
+"""`python -m sharpness ...`: the re-measuring command of `runner.remeasure`, under its familiar name.
 
-from .cli import main
+Re-measuring rebuilds a saved run's data and model, which is the runner's job,
+and the measures must not depend on the runner; so the runner is imported here,
+inside `main`, and `import sharpness` never loads it.
+"""
 
-raise SystemExit(main())
+
+def main() -> int:
+    """Run `runner.remeasure.cli.main` on the command line; its exit status."""
+    from runner.remeasure.cli import main as remeasure_main
+
+    return remeasure_main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

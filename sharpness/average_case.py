@@ -22,10 +22,10 @@ from .worst_case import summarize
 
 def average_case_sharpness(
     objective: Objective, model: BorrowedModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    s: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
+    settings: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Mean loss increase under `samples` random perturbations per batch, with the error increase."""
-    ball = Ball(s["ball"], s["rho"], model.anchors, s["adaptive"])
+    ball = Ball(settings["ball"], settings["rho"], model.anchors, settings["adaptive"])
     noise = [torch.zeros_like(a) for a in model.anchors]
     work = [p.data for p in model.params]
     increases, error_increases, clean_losses, clean_errors = [], [], [], []
@@ -35,14 +35,14 @@ def average_case_sharpness(
         # Sum the increases, not the losses: no cancellation of large equal terms (and exactly 0 at rho = 0).
         loss_increase = torch.zeros_like(clean_loss)
         error_increase = torch.zeros_like(clean_error)
-        for _ in range(s["samples"]):
+        for _ in range(settings["samples"]):
             ball.random_noise_(noise, generator)
             ball.apply_(work, model.anchors, noise)
             loss, error = objective.value(x, y)
             loss_increase += loss - clean_loss
             error_increase += error - clean_error
-        increases.append(loss_increase / s["samples"])
-        error_increases.append(error_increase / s["samples"])
+        increases.append(loss_increase / settings["samples"])
+        error_increases.append(error_increase / settings["samples"])
         clean_losses.append(clean_loss)
         clean_errors.append(clean_error)
         if report is not None:

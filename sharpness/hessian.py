@@ -69,7 +69,7 @@ def _parameter_count(model: BorrowedModel) -> int:
 
 def hessian_top_eigenvalue(
     objective: Objective, model: BorrowedModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    s: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
+    settings: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Power iteration on H; `value` is the Rayleigh quotient of the last iterate."""
     model.reset()
@@ -78,13 +78,13 @@ def hessian_top_eigenvalue(
     vector /= torch.linalg.vector_norm(vector)
     eigenvalue, converged, used = math.nan, False, 0
     with _double_backward_attention():
-        for used in range(1, s["iterations"] + 1):
+        for used in range(1, settings["iterations"] + 1):
             product = hessian_vector_product(objective, batches, vector)
             estimate = torch.dot(vector, product).item()  # the stopping rule needs it on the host
             if report is not None:
                 report(f"iteration {used}: eigenvalue estimate {estimate:.6g}")
             previous, eigenvalue = eigenvalue, estimate
-            if abs(eigenvalue - previous) <= s["tolerance"] * abs(eigenvalue):
+            if abs(eigenvalue - previous) <= settings["tolerance"] * abs(eigenvalue):
                 converged = True
                 break
             norm = torch.linalg.vector_norm(product)
@@ -97,7 +97,7 @@ def hessian_top_eigenvalue(
 
 def hessian_trace(
     objective: Objective, model: BorrowedModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    s: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
+    settings: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Hutchinson's estimate of trace(H) with Rademacher vectors, and its standard error."""
     model.reset()
@@ -105,11 +105,11 @@ def hessian_trace(
     count = _parameter_count(model)
     draws = []
     with _double_backward_attention():
-        for sample in range(s["samples"]):
+        for sample in range(settings["samples"]):
             z = torch.randint(0, 2, (count,), generator=generator, device=device).float().mul_(2).sub_(1)
             draws.append(torch.dot(z, hessian_vector_product(objective, batches, z)))
             if report is not None:
-                report(f"sample {sample + 1}/{s['samples']}: z^T H z = {draws[-1].item():.6g}")
+                report(f"sample {sample + 1}/{settings['samples']}: z^T H z = {draws[-1].item():.6g}")
     values = torch.stack(draws).double().cpu()
     return {
         "value": values.mean().item(),

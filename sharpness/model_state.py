@@ -89,6 +89,23 @@ def is_channels_last(model: nn.Module) -> bool:
     )
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside DistributedDataParallel / DataParallel / torch.compile wrappers.
+
+    The wrappers share the module's parameters, so its state_dict (without
+    wrapper prefixes) is what checkpoints store and what measures perturb.
+    Defined here, in the library, so the measures need nothing from the runner;
+    the runner's checkpoints use the same function.
+    """
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (cpu for a parameterless model)."""
     for p in model.parameters():

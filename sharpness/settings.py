@@ -20,7 +20,7 @@ BALLS = ("linf", "l2")
 SPLITS = ("train", "test")
 SUBSETS = ("random", "first")
 
-# Which examples are measured: shared by every kind, used by `measure_all`.
+# Which examples are measured: shared by every kind, read by `runner.remeasure.measure_all`.
 _DATA_DEFAULTS: dict[str, Any] = {
     "examples": 1024,  # number of examples (null: the whole split)
     "batch_size": 128,  # m of m-sharpness; only a memory bound for the Hessian measures
@@ -79,52 +79,53 @@ def normalize(name: str, settings: Mapping[str, Any] | DictConfig) -> dict[str, 
     return merged
 
 
-def _check(name: str, s: dict[str, Any]) -> None:
+def _check(name: str, settings: dict[str, Any]) -> None:
     def fail(key: str, rule: str) -> None:
-        raise ValueError(f"sharpness.{name}.{key}={s[key]!r}: {rule}")
+        raise ValueError(f"sharpness.{name}.{key}={settings[key]!r}: {rule}")
 
     def integer(key: str, minimum: int) -> None:
-        value = s[key]
+        value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             fail(key, f"must be an integer >= {minimum}")
 
     for key in _BOOLS:
-        if key in s and not isinstance(s[key], bool):
+        if key in settings and not isinstance(settings[key], bool):
             fail(key, "must be true or false")
-    if "ball" in s and s["ball"] not in BALLS:
+    if "ball" in settings and settings["ball"] not in BALLS:
         fail("ball", f"must be one of {list(BALLS)}")
-    if "rho" in s:
-        rho = s["rho"]
+    if "rho" in settings:
+        rho = settings["rho"]
         if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
             fail("rho", "must be a finite number >= 0 (the radius of the perturbation ball)")
-        s["rho"] = float(rho)
-    if "iterations" in s:
+        settings["rho"] = float(rho)
+    if "iterations" in settings:
         integer("iterations", 1)
-    if "restarts" in s:
+    if "restarts" in settings:
         integer("restarts", 1)
-        if s["restarts"] > 1 and not s["random_start"]:
+        if settings["restarts"] > 1 and not settings["random_start"]:
             fail("restarts", "restarts > 1 repeat the same deterministic ascent; set random_start: true")
-    if "samples" in s:
-        integer("samples", 2 if s["kind"] == "hessian_trace" else 1)
-    if "tolerance" in s:
-        tol = s["tolerance"]
+    if "samples" in settings:
+        integer("samples", 2 if settings["kind"] == "hessian_trace" else 1)
+    if "tolerance" in settings:
+        tol = settings["tolerance"]
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
             fail("tolerance", "must be a number > 0 (relative change of the eigenvalue estimate)")
-        s["tolerance"] = float(tol)
+        settings["tolerance"] = float(tol)
     integer("batch_size", 1)
-    if s["examples"] is not None:
+    if settings["examples"] is not None:
         integer("examples", 1)
         # m-sharpness needs equal batches of m; for the Hessian measures batch_size only bounds memory.
-        if s["kind"] in ("worst_case", "average_case"):
-            if s["batch_size"] > s["examples"]:
-                fail("batch_size", f"m = batch_size must not exceed examples={s['examples']}")
-            if s["examples"] % s["batch_size"]:
-                fail("examples", f"must be a multiple of batch_size={s['batch_size']}, so every batch has m examples")
-    if s["split"] not in SPLITS:
+        if settings["kind"] in ("worst_case", "average_case"):
+            if settings["batch_size"] > settings["examples"]:
+                fail("batch_size", f"m = batch_size must not exceed examples={settings['examples']}")
+            if settings["examples"] % settings["batch_size"]:
+                fail("examples",
+                     f"must be a multiple of batch_size={settings['batch_size']}, so every batch has m examples")
+    if settings["split"] not in SPLITS:
         fail("split", f"must be one of {list(SPLITS)}")
-    if s["augment"] and s["split"] != "train":
+    if settings["augment"] and settings["split"] != "train":
         fail("augment", "augmentation applies to the training split only")
-    if s["subset"] not in SUBSETS:
+    if settings["subset"] not in SUBSETS:
         fail("subset", f"must be one of {list(SUBSETS)}")
     integer("seed", 0)
 
@@ -146,16 +147,17 @@ def config_problems(
     / `dataset.test_size`, so a too small dataset fails before any data is loaded.
     """
     found: list[str] = []
-    for name, settings in plain(sharpness_cfg).items():
+    for name, given in plain(sharpness_cfg).items():
         try:
-            s = normalize(str(name), settings)
+            settings = normalize(str(name), given)
         except ValueError as error:
             found.append(str(error))
             continue
-        size = dataset_cfg.get(f"{s['split']}_size") if dataset_cfg is not None else None
-        if size is not None and s["examples"] is not None and s["examples"] > int(size):
+        split, examples = settings["split"], settings["examples"]
+        size = dataset_cfg.get(f"{split}_size") if dataset_cfg is not None else None
+        if size is not None and examples is not None and examples > int(size):
             found.append(
-                f"sharpness.{name}.examples={s['examples']}: the {s['split']} split has only {size} examples "
+                f"sharpness.{name}.examples={examples}: the {split} split has only {size} examples "
                 f"(set sharpness.{name}.examples to at most {size}, or null for the whole split)"
             )
     return found

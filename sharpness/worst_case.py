@@ -86,43 +86,42 @@ class _Buffers:
 
 def _ascend(
     objective: Objective, model: BorrowedModel, ball: Ball, buffers: _Buffers,
-    x: torch.Tensor, y: torch.Tensor, s: dict[str, Any], generator: torch.Generator,
+    x: torch.Tensor, y: torch.Tensor, settings: dict[str, Any], generator: torch.Generator,
     clean: tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One restart of auto-PGD on one batch: (highest loss, its error), as device tensors."""
     work = [p.data for p in model.params]
     clean_loss, clean_error, clean_grad = clean
-    rho, iterations = s["rho"], s["iterations"]
+    rho, iterations = settings["rho"], settings["iterations"]
     checks = set(checkpoints(iterations))
-    b = buffers
 
     # The best point starts at delta = 0, which lies in every ball.
     best, best_error = clean_loss.clone(), clean_error.clone()
-    torch._foreach_zero_(b.best)
-    torch._foreach_copy_(b.best_grad, clean_grad)
-    if s["random_start"]:
-        ball.random_point_(b.current, generator)
-        ball.apply_(work, model.anchors, b.current)
+    torch._foreach_zero_(buffers.best)
+    torch._foreach_copy_(buffers.best_grad, clean_grad)
+    if settings["random_start"]:
+        ball.random_point_(buffers.current, generator)
+        ball.apply_(work, model.anchors, buffers.current)
         loss, error, grad = objective.value_and_grad(x, y)
         improved = loss > best
         best, best_error = torch.where(improved, loss, best), torch.where(improved, error, best_error)
-        _take_where(b.best, b.current, improved)
-        _take_where(b.best_grad, grad, improved)
+        _take_where(buffers.best, buffers.current, improved)
+        _take_where(buffers.best_grad, grad, improved)
     else:
-        torch._foreach_zero_(b.current)
+        torch._foreach_zero_(buffers.current)
         grad = clean_grad
-    torch._foreach_copy_(b.previous, b.current)
+    torch._foreach_copy_(buffers.previous, buffers.current)
 
     step = torch.full((), STEP_SCALE * rho, device=best.device)
     last_step, last_best = step.clone(), best.clone()
     updates = torch.zeros((), dtype=torch.int64, device=best.device)
     last_check = 0
     for i in range(iterations):
-        ball.ascent_(b.spare, b.current, grad, step)  # z, projected
-        torch._foreach_mul_(b.spare, MOMENTUM)
-        torch._foreach_add_(b.spare, b.previous, alpha=1.0 - MOMENTUM)
-        b.rotate()
-        ball.apply_(work, model.anchors, b.current)
+        ball.ascent_(buffers.spare, buffers.current, grad, step)  # z, projected
+        torch._foreach_mul_(buffers.spare, MOMENTUM)
+        torch._foreach_add_(buffers.spare, buffers.previous, alpha=1.0 - MOMENTUM)
+        buffers.rotate()
+        ball.apply_(work, model.anchors, buffers.current)
         final = i == iterations - 1
         if final:  # no further step: the loss alone
             loss, error = objective.value(x, y)
@@ -131,27 +130,27 @@ def _ascend(
         improved = loss > best
         updates += improved
         best, best_error = torch.where(improved, loss, best), torch.where(improved, error, best_error)
-        _take_where(b.best, b.current, improved)
+        _take_where(buffers.best, buffers.current, improved)
         if not final:
-            _take_where(b.best_grad, grad, improved)
+            _take_where(buffers.best_grad, grad, improved)
         if i in checks and not final:
             halve = (updates < MIN_UPDATE_RATIO * (i - last_check)) | ((last_step == step) & (last_best == best))
             last_step, last_best, last_check = step, best, i
             updates = torch.zeros_like(updates)
             step = torch.where(halve, step * 0.5, step)
             # Restart from the best point: perturbation, its predecessor (no momentum across a restart), gradient.
-            _take_where(b.current, b.best, halve)
-            _take_where(b.previous, b.best, halve)
-            _take_where(grad, b.best_grad, halve)
+            _take_where(buffers.current, buffers.best, halve)
+            _take_where(buffers.previous, buffers.best, halve)
+            _take_where(grad, buffers.best_grad, halve)
     return best, best_error
 
 
 def worst_case_sharpness(
     objective: Objective, model: BorrowedModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    s: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
+    settings: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Mean over batches of (highest loss in the ball - unperturbed loss), with the error increase."""
-    ball = Ball(s["ball"], s["rho"], model.anchors, s["adaptive"])
+    ball = Ball(settings["ball"], settings["rho"], model.anchors, settings["adaptive"])
     buffers = _Buffers(model.anchors)
     work = [p.data for p in model.params]
     increases, error_increases, clean_losses, clean_errors = [], [], [], []
@@ -159,8 +158,8 @@ def worst_case_sharpness(
         torch._foreach_copy_(work, model.anchors)
         clean = objective.value_and_grad(x, y)
         best, best_error = clean[0], clean[1]
-        for _ in range(s["restarts"]):
-            loss, error = _ascend(objective, model, ball, buffers, x, y, s, generator, clean)
+        for _ in range(settings["restarts"]):
+            loss, error = _ascend(objective, model, ball, buffers, x, y, settings, generator, clean)
             better = loss > best
             best, best_error = torch.where(better, loss, best), torch.where(better, error, best_error)
         increases.append(best - clean[0])

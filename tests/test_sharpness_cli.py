@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 import runner  # noqa: F401  (registers the config resolvers)
 from runner.io import atomic_write_json
 from runner.models import build_model
-from sharpness.cli import main
+from runner.remeasure.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 # A small re-measure: 32 synthetic examples in batches of 16, 2 ascent steps.

@@ -11,9 +11,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import runner  # noqa: F401  (registers the config resolvers)
-import sharpness
-import sharpness.api
-import sharpness.examples
+import runner.remeasure.examples
+import runner.remeasure.measures
+from runner.remeasure import measure_all
 from sharpness.settings import config_problems, normalize, normalize_all
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -119,57 +119,57 @@ SMALL = {
 
 def test_measure_all_returns_the_records_and_is_deterministic(synthetic, monkeypatch):
     loads = []
-    real_load = sharpness.examples.example_batches
+    real_load = runner.remeasure.examples.example_batches
 
     def counting(*args, **kwargs):
         loads.append(kwargs["name"])
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(sharpness.api, "example_batches", counting)
+    monkeypatch.setattr(runner.remeasure.measures, "example_batches", counting)
     model = tiny_classifier()
-    first = sharpness.measure_all(model, synthetic, SMALL, device="cpu", seed=0)
+    first = measure_all(model, synthetic, SMALL, device="cpu", seed=0)
     assert list(first) == ["worst", "trace", "noise"]
     assert loads == ["worst", "trace", "noise"]  # the Hessian uses all examples; augmentation differs
     assert first["worst"]["value"] > 0 and first["worst"]["examples"] == 64 and first["worst"]["batches"] == 2
     assert first["trace"]["std_error"] is not None
-    again = sharpness.measure_all(model, synthetic, SMALL, device="cpu", seed=0)
+    again = measure_all(model, synthetic, SMALL, device="cpu", seed=0)
     assert all(first[name]["value"] == again[name]["value"] for name in first)
-    other_run = sharpness.measure_all(model, synthetic, {"worst": SMALL["worst"]}, device="cpu", seed=1)
+    other_run = measure_all(model, synthetic, {"worst": SMALL["worst"]}, device="cpu", seed=1)
     assert other_run["worst"]["value"] != first["worst"]["value"]  # another run seed: other examples
 
 
 def test_measures_with_the_same_examples_share_the_batches(synthetic, monkeypatch):
-    import sharpness.api as api
+    import runner.remeasure.measures as api
 
     calls = []
     real_load = api.example_batches
     monkeypatch.setattr(api, "example_batches", lambda *a, **k: calls.append(1) or real_load(*a, **k))
     both = {"a": SMALL["worst"], "b": {**SMALL["worst"], "ball": "l2", "rho": 0.1}}
-    sharpness.measure_all(tiny_classifier(), synthetic, both, device="cpu", seed=0)
+    measure_all(tiny_classifier(), synthetic, both, device="cpu", seed=0)
     assert len(calls) == 1
 
 
 def test_too_few_examples_fail_before_any_measure(synthetic, monkeypatch):
-    import sharpness.api as api
+    import runner.remeasure.measures as api
 
     monkeypatch.setattr(api, "measure", lambda *a, **k: pytest.fail("measured despite bad input"))
     measures = {"ok": SMALL["worst"], "big": {**SMALL["worst"], "examples": 512}}
     with pytest.raises(ValueError, match=r"sharpness.big: needs 512 examples .* the train split has 256"):
-        sharpness.measure_all(tiny_classifier(), synthetic, measures, device="cpu", seed=0)
+        measure_all(tiny_classifier(), synthetic, measures, device="cpu", seed=0)
     with pytest.raises(ValueError, match="rho=-1: must be"):
-        sharpness.measure_all(tiny_classifier(), synthetic, {"w": {**SMALL["worst"], "rho": -1}}, device="cpu", seed=0)
+        measure_all(tiny_classifier(), synthetic, {"w": {**SMALL["worst"], "rho": -1}}, device="cpu", seed=0)
 
 
 def test_no_measures_is_an_empty_record(synthetic):
-    assert sharpness.measure_all(tiny_classifier(), synthetic, {}, device="cpu", seed=0) == {}
-    assert sharpness.measure_all(tiny_classifier(), synthetic, None, device="cpu", seed=0) == {}
+    assert measure_all(tiny_classifier(), synthetic, {}, device="cpu", seed=0) == {}
+    assert measure_all(tiny_classifier(), synthetic, None, device="cpu", seed=0) == {}
 
 
 def test_batches_are_normalised_like_training(synthetic):
     from runner.data import load_tensors
 
-    s = normalize("w", {**SMALL["worst"], "subset": "first"})
-    (x, y), _ = sharpness.examples.example_batches(synthetic, s, name="w", device="cpu", seed=0)
+    settings = normalize("w", {**SMALL["worst"], "subset": "first"})
+    (x, y), _ = runner.remeasure.examples.example_batches(synthetic, settings, name="w", device="cpu", seed=0)
     images, labels = load_tensors(synthetic, "train")
     mean = torch.tensor(list(synthetic.mean)).view(1, 3, 1, 1)
     std = torch.tensor(list(synthetic.std)).view(1, 3, 1, 1)

@@ -168,8 +168,7 @@ def test_worst_case_equals_the_research_style_reference():
 
 
 def test_wrappers_are_measured_through_the_plain_module():
-    from runner.checkpoint import unwrap
-    from sharpness.model_state import is_channels_last
+    from sharpness.model_state import is_channels_last, unwrap
 
     model = net_with_batchnorm_and_dropout()
     wrapped = nn.DataParallel(model)

@@ -1,5 +1,7 @@
 """Re-measure saved runs without retraining: `python -m sharpness <targets> [overrides]`.
 
+The same command as `python -m runner.remeasure` and `sam-sharpness`.
+
     python -m sharpness results/paper/cifar10_resnet18                  # every run below, worst_linf
     python -m sharpness 'results/*/*/sam-*/seed=0' sharpness=[worst_linf,hessian_trace]
     python -m sharpness RUN sharpness=worst_l2 sharpness.worst_l2.rho=0.05 device=cuda
@@ -35,12 +37,15 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from sharpness.settings import normalize_all
+
+from ..config_dir import config_dir
 from .runs import RunPlan, UsageError, find_runs, plan_runs, remeasure, resolve_device
-from .settings import normalize_all
 
-log = logging.getLogger("sharpness")
+log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# The checkout's conf/, or the installed package's copy of it (runner/config_dir.py).
+CONF_DIR = config_dir()
 PRIMARY = "sharpness_cli"
 PRIMARY_NODE = {
     "defaults": ["_self_", {"sharpness": "worst_linf"}],
@@ -164,7 +169,7 @@ def launch_multirun(plans: list[RunPlan], invocation: Invocation) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m sharpness` and `sam-sharpness`; returns the exit status."""
+    """Entry point of `python -m runner.remeasure`, `python -m sharpness` and `sam-sharpness`; the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if {"-h", "--help"} & set(argv):
         print(__doc__)

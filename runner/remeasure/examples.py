@@ -1,4 +1,4 @@
-"""The examples a measure is computed on, built from the dataset config through the data layer.
+"""The examples a measure is computed on, built from a run's dataset config through the data layer.
 
 `examples` training (or test) examples, either a seeded random sample of the
 split or its first ones, cut into batches of m = `batch_size` in that order,
@@ -18,7 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-Batches = list[tuple[torch.Tensor, torch.Tensor]]
+from runner import data
+from runner.data.common import channel_stats
+from runner.data.transforms import augmentation
+from runner.device_loader import DeviceLoader
+from sharpness import Batches
 
 
 def mixed_seed(run_seed: int, measure_seed: int) -> int:
@@ -26,64 +30,59 @@ def mixed_seed(run_seed: int, measure_seed: int) -> int:
     return int(np.random.SeedSequence([int(run_seed), int(measure_seed)]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def data_key(s: Mapping[str, Any]) -> tuple:
+def data_key(settings: Mapping[str, Any]) -> tuple:
     """The settings that decide the batches; measures that agree on them share one set of batches."""
-    whole = s["kind"] in ("hessian_eig", "hessian_trace")
-    return (s["split"], s["augment"], s["examples"], s["batch_size"], s["subset"], s["seed"], whole)
+    whole = settings["kind"] in ("hessian_eig", "hessian_trace")
+    return (settings["split"], settings["augment"], settings["examples"], settings["batch_size"],
+            settings["subset"], settings["seed"], whole)
 
 
-def _choose(total: int, s: Mapping[str, Any], name: str, split: str, seed: int) -> torch.Tensor:
+def _choose(total: int, settings: Mapping[str, Any], name: str, split: str, seed: int) -> torch.Tensor:
     """Indices of the measured examples, in batch order."""
-    m = s["batch_size"]
-    if s["examples"] is None:
+    m = settings["batch_size"]
+    if settings["examples"] is None:
         # The whole split; m-sharpness needs equal batches, so the remainder is left out.
-        count = total if s["kind"] in ("hessian_eig", "hessian_trace") else total // m * m
+        count = total if settings["kind"] in ("hessian_eig", "hessian_trace") else total // m * m
     else:
-        count = s["examples"]
+        count = settings["examples"]
     if count > total or count == 0:
         raise ValueError(
-            f"sharpness.{name}: needs {count or m} examples (examples={s['examples']}, batch_size={m}) "
+            f"sharpness.{name}: needs {count or m} examples (examples={settings['examples']}, batch_size={m}) "
             f"but the {split} split has {total}; set sharpness.{name}.examples to at most {total // m * m}"
         )
-    if s["subset"] == "first":
+    if settings["subset"] == "first":
         return torch.arange(count)
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count]
 
 
 def example_batches(
-    dataset_cfg: Mapping[str, Any], s: Mapping[str, Any], *, name: str, device: torch.device | str, seed: int,
-    channels_last: bool = False,
+    dataset_cfg: Mapping[str, Any], settings: Mapping[str, Any], *, name: str, device: torch.device | str,
+    seed: int, channels_last: bool = False,
 ) -> Batches:
-    """Batches (float32 images on `device`, int64 labels) for settings `s` of measure `name`.
+    """Batches (float32 images on `device`, int64 labels) for the checked `settings` of measure `name`.
 
     `channels_last` lays the images out for a channels-last model, as training did.
     """
-    from runner import data
-    from runner.data.common import channel_stats
-    from runner.data.transforms import augmentation
-
-    split = s["split"]
-    augment = bool(s["augment"]) and augmentation(dataset_cfg) != "none"
-    seed = mixed_seed(seed, s["seed"])
+    split = settings["split"]
+    augment = bool(settings["augment"]) and augmentation(dataset_cfg) != "none"
+    seed = mixed_seed(seed, settings["seed"])
     device = torch.device(device)
     if data.is_in_memory(dataset_cfg) and (not augment or augmentation(dataset_cfg) == "crop_flip"):
-        from runner.device_loader import DeviceLoader
-
         images, labels = data.load_tensors(dataset_cfg, split)
-        index = _choose(len(labels), s, name, split, seed)
+        index = _choose(len(labels), settings, name, split, seed)
         loader = DeviceLoader(
             images[index], labels[index],
             mean=channel_stats(dataset_cfg, "mean"), std=channel_stats(dataset_cfg, "std"),
             augment=augment, pad=max(1, int(dataset_cfg["image_size"]) // 8),  # the training crop's padding
             device=device, seed=seed, shuffle=False, drop_last=False, channels_last=channels_last,
         )
-        return list(loader.batches(0, s["batch_size"]))
+        return list(loader.batches(0, settings["batch_size"]))
     dataset = data.build_dataset(dataset_cfg, split, augment)
-    index = _choose(len(dataset), s, name, split, seed)
+    index = _choose(len(dataset), settings, name, split, seed)
     batches: Batches = []
     with torch.random.fork_rng(devices=[]):  # PIL-path transforms draw from the global generator
         torch.manual_seed(seed)
-        for chunk in index.split(s["batch_size"]):
+        for chunk in index.split(settings["batch_size"]):
             items = [dataset[int(i)] for i in chunk]
             images = torch.stack([torch.as_tensor(item[0]) for item in items]).to(device, torch.float32)
             if channels_last:

@@ -23,12 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from .settings import config_problems
+from runner.io import atomic_write_json
+from runner.models import build_model, model_problems
+from sharpness import config_problems
 
-log = logging.getLogger("sharpness")
+from .measures import measure_all
+
+log = logging.getLogger(__name__)
 
 
 class UsageError(ValueError):
@@ -84,8 +89,6 @@ def _apply_run_overrides(config: DictConfig, overrides: list[str], folder: Path)
 
 def _check_model(model_cfg: Any, source: Path) -> None:
     """Refuse a model config the registry would not build (a foreign `_target_`, an unknown name)."""
-    from runner.models import model_problems
-
     problems = model_problems(model_cfg)
     if problems:
         raise UsageError(f"{source}: {problems[0]}; refused, nothing was built from it")
@@ -127,7 +130,8 @@ def plan_runs(folders: list[Path], measures: dict[str, dict[str, Any]], run_over
         if problems:
             raise UsageError(f"{folder}: {problems[0]}")
         recorded = record.get("sharpness") or {}
-        todo = {name: s for name, s in measures.items() if force or not _recorded(recorded, name, s)}
+        todo = {name: settings for name, settings in measures.items()
+                if force or not _recorded(recorded, name, settings)}
         if todo:
             plans.append(RunPlan(folder, config, todo))
         else:
@@ -137,8 +141,6 @@ def plan_runs(folders: list[Path], measures: dict[str, dict[str, Any]], run_over
 
 def resolve_device(device: str) -> str:
     """`auto` -> cuda when available, else cpu; anything torch cannot use is a UsageError."""
-    import torch
-
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -152,12 +154,6 @@ def resolve_device(device: str) -> str:
 
 def remeasure(plan: RunPlan, device: str) -> dict[str, dict[str, Any]]:
     """Measure one run and merge the entries into its result.json (atomically)."""
-    import torch
-    from runner.io import atomic_write_json
-    from runner.models import build_model
-
-    from .api import measure_all
-
     model = build_model(plan.config.model)
     state = torch.load(plan.folder / "model.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)

@@ -1,0 +1,132 @@
+"""Dependencies between the project's packages run one way: the libraries import nothing of the runner.
+
+`sam_opt` (the optimizers) and `sharpness` (the measures) are libraries: torch,
+plus omegaconf where settings may be a DictConfig. The runner builds on them
+(`runner.train` on `sam_opt`, `runner.remeasure` on `sharpness`), never the
+other way round. Each check imports in a fresh interpreter, so nothing another
+test imported can hide or fake a dependency, and reads which project packages
+ended up in `sys.modules`. A static scan of every import statement, those inside
+functions included, catches the lazy imports a runtime check cannot see.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# The project's packages: every top-level folder of the repository that is a package, and the
+# sweeper plugin, which lives in Hydra's namespace package (its own folder is `hydra_plugins`).
+PACKAGES = sorted([path.parent.name for path in REPO.glob("*/__init__.py")] + ["hydra_plugins"])
+LIBRARIES = {"sam_opt": {"sam_opt"}, "sharpness": {"sharpness"}}  # library -> the project packages it may load
+THIRD_PARTY_FORBIDDEN = {"sam_opt": {"hydra", "omegaconf"}, "sharpness": {"hydra"}}
+
+# Imports the package, records the top-level modules loaded, then imports every
+# submodule (entry points `__main__` aside: running a command is not importing
+# the package) and records again.
+_PROBE = """
+import importlib, json, pkgutil, sys
+name = sys.argv[1]
+package = importlib.import_module("hydra_plugins.sam_sweeps" if name == "hydra_plugins" else name)
+after_import = sorted({m.split(".")[0] for m in sys.modules})
+for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+    if info.name.rsplit(".", 1)[-1] != "__main__":
+        importlib.import_module(info.name)
+after_walk = sorted({m.split(".")[0] for m in sys.modules})
+print(json.dumps({"import": after_import, "walk": after_walk}))
+"""
+
+
+_LOADED: dict[str, dict[str, set[str]]] = {}  # package -> {"import" | "walk": top-level modules loaded}
+
+
+def loaded_by(packages: list[str]) -> dict[str, dict[str, set[str]]]:
+    """For each package, the top-level modules a fresh interpreter holds after importing it (and its modules).
+
+    The interpreters run side by side, each with the repository first on its path; results are kept
+    for the other tests of this file.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    started = {
+        package: subprocess.Popen([sys.executable, "-c", _PROBE, package], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for package in packages if package not in _LOADED
+    }
+    for package, process in started.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"importing {package} failed:\n{err[-2000:]}"
+        _LOADED[package] = {stage: set(modules) for stage, modules in json.loads(out.splitlines()[-1]).items()}
+    return {package: _LOADED[package] for package in packages}
+
+
+def test_the_project_packages_are_found():
+    assert {"runner", "sam_opt", "sharpness"} <= set(PACKAGES)
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARIES))
+@pytest.mark.parametrize("stage", ["import", "walk"])
+def test_a_library_loads_no_other_project_package(library, stage):
+    loaded = loaded_by(sorted(LIBRARIES))[library][stage]
+    assert loaded & set(PACKAGES) == LIBRARIES[library], f"import {library} ({stage}) loaded " \
+        f"{sorted(loaded & set(PACKAGES) - LIBRARIES[library])}"
+    assert not loaded & THIRD_PARTY_FORBIDDEN[library], sorted(loaded & THIRD_PARTY_FORBIDDEN[library])
+
+
+@pytest.mark.slow  # imports every module of every package: about 30 s on 2 busy cores
+def test_no_two_packages_load_each_other():
+    loaded = {package: stages["walk"] & set(PACKAGES) - {package} for package, stages in loaded_by(PACKAGES).items()}
+    mutual = sorted((a, b) for a in loaded for b in loaded[a] if a < b and a in loaded.get(b, set()))
+    assert not mutual, f"import cycles between packages: {mutual}"
+
+
+def imported_packages(package: str) -> dict[str, set[str]]:
+    """Project packages that `package`'s modules import anywhere (function bodies included), with the files.
+
+    `__main__.py` is left out: an entry point may reach up (python -m sharpness
+    hands over to the runner's CLI), and importing the package never runs it.
+    """
+    edges: dict[str, set[str]] = {}
+    for path in sorted((REPO / package).rglob("*.py")):
+        if path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names} & set(PACKAGES) - {package}:
+                edges.setdefault(top, set()).add(str(path.relative_to(REPO)))
+    return edges
+
+
+def test_no_import_statement_reaches_up_from_a_library():
+    for library, allowed in LIBRARIES.items():
+        upward = {top: files for top, files in imported_packages(library).items() if top not in allowed}
+        assert not upward, f"{library} imports {upward}"
+
+
+def test_the_package_graph_has_no_cycle():
+    graph = {package: set(imported_packages(package)) for package in PACKAGES}
+    state: dict[str, str] = {}  # "open" while on the current path, "done" after
+
+    def visit(package: str, path: list[str]) -> None:
+        state[package] = "open"
+        for target in sorted(graph.get(package, ())):
+            if state.get(target) == "open":
+                pytest.fail(f"import cycle: {' -> '.join([*path[path.index(target):], target])}")
+            if target not in state:
+                visit(target, [*path, target])
+        state[package] = "done"
+
+    for package in PACKAGES:
+        if package not in state:
+            visit(package, [package])
