@@ -43,6 +43,10 @@ class SAM(torch.optim.Optimizer):
     them, kept across steps) instead of within one float32 rounding (w + e - e);
     it is implied by a GradScaler, 16-bit weights and a DDP `model`, see
     `sam_opt.perturbation`.
+
+    Subclassing: a variant calls `_setup` from its `__init__` and overrides
+    the hooks `_keeps_first_gradients`, `_restore_and_combine` and
+    `_check_groups`; GSAM is one, docs/sam_opt.md works another out.
     """
 
     def __init__(
@@ -71,6 +75,15 @@ class SAM(torch.optim.Optimizer):
         exact_restore: bool,
         base_kwargs: dict[str, Any],
     ) -> None:
+        """Build the optimizer: every `__init__`, SAM's and a variant's, ends here.
+
+        `hyperparameters` maps each per-group setting to its default (SAM: rho,
+        adaptive, eta; GSAM adds alpha). They are filled into every param group
+        next to `lr` (a group's own value wins), kept across `load_state_dict`,
+        checked by `_check_groups`, and a schedule may write them between
+        steps. `base_kwargs` build the base optimizer when it is given as a
+        class or partial.
+        """
         validation.check_group(hyperparameters)
         validation.check_max_grad_norm(max_grad_norm)
         if model is not None and not isinstance(model, nn.Module):
@@ -216,17 +229,37 @@ class SAM(torch.optim.Optimizer):
         self._check_groups()
 
     def _keeps_first_gradients(self) -> bool:
-        """Whether the first step must keep g for the direction (SAM updates with g_p alone)."""
+        """Hook: whether the first step must keep g, the gradient at w, for the direction.
+
+        SAM updates with g_p alone: False. When True, every bucket of the
+        perturbation holds g unmodified in `first_grads`, and
+        `perturbation.first_grad_sq` holds ||g||^2. Asked once per step, in
+        `first_step`.
+        """
         return False
 
     def _restore_and_combine(self, perturbation: Perturbation, second_grads: list[list[Tensor]]) -> None:
-        """Move the weights back to w and turn the gradients at w + e (in place) into the update direction.
+        """Hook: move the weights back to w and turn the gradients at w + e, in place, into the update direction.
 
-        SAM uses them as they are; GSAM interleaves its decomposition with the restore.
+        `second_grads[i]` are the `.grad` tensors of `perturbation.buckets[i].params`
+        (g_p; zeros where the second pass reached no parameter), one bucket per
+        param group, device and dtype; whatever they hold on return is what the
+        base optimizer steps with, after the DDP average, the GradScaler's
+        unscale and check, and clipping. `perturbation.restore()` moves every
+        weight back; call it before writing into a bucket's `first_grads`, as
+        restoring by subtraction may read g. With a GradScaler, g and g_p carry
+        the same scale S, so the direction must be linear in them or unchanged
+        by S. SAM leaves g_p as it is; GSAM interleaves its decomposition with
+        the restore.
         """
         perturbation.restore()
 
     def _check_groups(self) -> None:
+        """Hook: check every group's settings (one-line errors); at construction and before every step.
+
+        Schedules write the settings between steps, so they are checked again
+        each time; a variant with a new setting extends this check.
+        """
         for index, group in enumerate(self.param_groups):
             validation.check_group(group, f"param_groups[{index}]")
 

@@ -4,12 +4,13 @@ The reference is checked first against the papers' formulas written out on a
 quadratic; then both implementations train copies of small networks for several
 steps, on every kernel path the fast classes have (the CPU's, in cache blocks,
 and the multi-tensor one of accelerators), and must agree within float32
-rounding.
+rounding. Last, the worked example of docs/sam_opt.md (a variant added through
+the subclassing hooks) runs as the page prints it, against its reference.
 """
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,3 +147,57 @@ def test_the_tolerance_tells_the_variants_apart(model_name):
     for other in ("gsam", "sam-rho-0"):
         gaps = [(a - b).abs().max().item() for a, b in zip(trained["sam"].parameters(), trained[other].parameters())]
         assert max(gaps) > 1e-4, other
+
+
+# -- the worked example of docs/sam_opt.md: a variant with a new direction, through the subclassing hooks --------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "sam_opt.md"
+MARKER = "<!-- worked example: tests/test_sam_opt_reference.py runs the next python block -->"
+
+
+def worked_example() -> type:
+    """The `MixedSAM` class of docs/sam_opt.md, built from the page's code as it stands."""
+    text = DOC.read_text()
+    assert MARKER in text, f"{DOC} lost the worked example's marker"
+    block = text.split(MARKER, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block, f"{DOC}:worked example", "exec"), namespace)  # the repository's own documentation
+    return namespace["MixedSAM"]
+
+
+class ReferenceMixedSAM(ReferenceSAM):
+    def __init__(self, params, base_optimizer, rho: float, beta: float, **kwargs) -> None:
+        super().__init__(params, base_optimizer, rho, **kwargs)
+        self.beta = beta
+
+    def direction(self, g, g_p):
+        return [self.beta * gp_i + (1 - self.beta) * g_i for g_i, gp_i in zip(g, g_p)]
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.7, 1.0])
+@pytest.mark.parametrize("base", sorted(BASES))
+def test_the_worked_example_trains_and_takes_the_references_steps(beta, base, kernels):
+    mixed_sam = worked_example()
+    base_class, base_kwargs = BASES[base]
+    fast_model, reference_model, start = new_model("convnet"), new_model("convnet"), new_model("convnet")
+    fast = mixed_sam(fast_model.parameters(), base_class, rho=0.05, beta=beta, **base_kwargs)
+    assert all(group["beta"] == beta for group in fast.param_groups)
+    fast_losses = train(fast_model, fast, "convnet")
+    reference_losses = train(reference_model, ReferenceMixedSAM(
+        reference_model.parameters(), base_class, rho=0.05, beta=beta, **base_kwargs), "convnet")
+    torch.testing.assert_close(torch.stack(fast_losses), torch.stack(reference_losses), rtol=1e-5, atol=1e-6)
+    for fast_param, reference_param, start_param in zip(
+            fast_model.parameters(), reference_model.parameters(), start.parameters()):
+        torch.testing.assert_close(fast_param, reference_param, rtol=1e-5, atol=1e-6)
+        assert (fast_param - start_param).abs().max() > 1e-3
+
+
+def test_the_worked_example_checks_its_setting_at_every_step():
+    mixed_sam = worked_example()
+    model = new_model("mlp")
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['beta'\] must be in \[0, 1\], got 1.5"):
+        mixed_sam(model.parameters(), torch.optim.SGD, beta=1.5, lr=0.1)
+    optimizer = mixed_sam(model.parameters(), torch.optim.SGD, beta=0.5, lr=0.1)
+    optimizer.param_groups[0]["beta"] = -0.1  # as a schedule would write it
+    with pytest.raises(ValueError, match="got -0.1"):
+        train(model, optimizer, "mlp")
