@@ -1,11 +1,15 @@
-"""The Hydra entry point: one call of `runner.main` per grid cell.
+"""The Hydra entry point of a checkout: one call of `runner.launch.task` per grid cell.
 
     python launch.py                                   # one cell, the defaults
     python launch.py -m experiment=demo                # the demo's 9-cell grid
     python launch.py -m experiment=paper/cifar10_resnet18 hydra/launcher=slurm
 
-A config that cannot work stops with one line on stderr (`error: ...`) and
-exit status 2, before any data is read or any file is written.
+An installed package runs the same through `sam-train` (runner/launch.py).
+
+Exit status: 0 when every cell completed (or was already done); 1 when a cell
+failed, diverged or could not start; 2 when the config cannot work, in which
+case one `error:` line per problem is printed before any data is read or any
+file is written (a multirun checks every cell before launching any).
 """
 
 from __future__ import annotations
@@ -15,17 +19,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import runner
+from runner.launch import exit_status, task
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    try:
-        return runner.main(cfg)
-    except runner.ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    return task(cfg)
 
 
 if __name__ == "__main__":
     main()
+    sys.exit(exit_status())
