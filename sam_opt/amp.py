@@ -1,13 +1,8 @@
 """GradScaler plumbing for fp16 training: unscaling without a sync, and the guarded base step.
 
-The closure backpropagates `scaler.scale(loss)`, so both passes leave gradients
-multiplied by the scale S. SAM's perturbation e = rho T^2 g / ||T g|| and
-GSAM's coefficient c = <g, g_p> / ||g_p||^2 do not change when g and g_p are
-both multiplied by S, and the final direction is linear in them, so the
-optimizers work on scaled gradients and fold 1/S into the two places where the
-absolute size matters: the `1e-12` guard of the perturbation (via
-`inverse_scale`) and the final direction, which the scaler itself unscales and
-checks for inf/NaN before the base step, exactly as in plain AMP training.
+Both passes leave gradients multiplied by the scale S; e and GSAM's c do not
+depend on S, so the optimizers work on scaled gradients and fold 1/S in only
+where the absolute size matters (docs/sam_opt.md, "fp16 and the GradScaler").
 """
 
 from __future__ import annotations

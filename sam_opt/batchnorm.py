@@ -1,17 +1,9 @@
 """Keep BatchNorm running statistics out of SAM's second forward pass.
 
-SAM evaluates the loss twice per step, the second time at perturbed weights
-w + e. That pass must normalise with batch statistics like the first (it is a
-training pass), but its statistics describe weights the model never takes, so
-the running mean/variance and the batch counter must end the step exactly as
-one plain forward pass at w left them.
-
-`frozen_bn_stats` snapshots every running-statistics buffer and writes the
-snapshot back on exit. Restoring, rather than toggling `momentum` or
-`track_running_stats`, is exact for every momentum setting (including the
-cumulative average, momentum=None), keeps `num_batches_tracked`, works for
-BatchNorm, SyncBatchNorm and InstanceNorm with tracked statistics alike, and
-changes no module attribute (so a compiled model does not recompile).
+The pass at w + e normalises with batch statistics, but running statistics
+must end the step as one forward pass at w left them: `frozen_bn_stats`
+snapshots and restores them (docs/sam_opt.md, "BatchNorm statistics", says
+why restoring rather than toggling momentum).
 """
 
 from __future__ import annotations

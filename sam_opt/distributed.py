@@ -1,12 +1,8 @@
 """DistributedDataParallel support: local passes, then one average of the final direction.
 
-With DDP, SAM's two forward-backward passes run under `no_sync()`, so each
-worker perturbs its weights with its own gradient (m-sharpness with m = the
-per-worker batch) and computes its own direction at w + e; the optimizer then
-averages those directions across workers once, just before the base step.
-That is one all-reduce per step, the same communication as plain DDP, instead
-of two (DDP would otherwise average both passes, i.e. perturb with the global
-gradient).
+Both passes run under `no_sync()` (each worker perturbs with its own gradient),
+and the directions are averaged once before the base step: one all-reduce per
+step, as plain DDP (docs/sam_opt.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """Multi-tensor arithmetic for SAM and GSAM, without reading anything back to the host.
 
-Every per-parameter operation of the optimizers goes through `torch._foreach_*`
-kernels over lists of tensors that share one device and dtype, so a step costs
-a fixed number of kernel launches per (param group, device, dtype) bucket
-instead of several per parameter. Scalars that come from tensors (norms, inner
-products, the perturbation scale) stay 0-dim tensors on the device: nothing
-here calls `.item()` or turns a tensor into a Python number, so a step never
-waits for the device and can be captured in a CUDA graph.
+Lists of tensors on one device with one dtype go through `torch._foreach_*`
+kernels; scalars from tensors stay 0-dim device tensors, so a step never waits
+for the device. The form of some operations depends on the device
+(`fuses_per_tensor`); docs/sam_opt.md, "Speed".
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """GSAM (Zhuang et al., 2022): SAM plus one decomposition of the update direction.
 
-With g the gradient at w and g_p the gradient at w + e (as in SAM), GSAM
-removes from the update a multiple of the part of g orthogonal to g_p:
+With g the gradient at w and g_p the gradient at w + e (as in SAM):
 
     g_perp = g - c g_p,   c = <g, g_p> / ||g_p||^2
     d      = g_p - alpha g_perp = g_p (1 + alpha c) - alpha g
 
-so the decomposition is two in-place passes over g_p (scale it, subtract
-alpha g) once c is known, with no temporary tensor and no materialised g_perp;
-g is still intact from the first step, which never modifies it. How <g, g_p>
-is computed depends on the device (`sam_opt.foreach.fuses_per_tensor`):
-
-- CPU: a dot product per tensor (`foreach.inner_product`), one read of g and g_p.
-- Accelerators: multi-tensor kernels offer norms but no dot product, so the
-  polarisation identity on s = g + g_p, formed in place in g's buffer:
-
-      <g, g_p> = (||s||^2 - ||g||^2 - ||g_p||^2) / 2     (||g||^2 is left from the first step)
-      d        = g_p (1 + alpha + alpha c) - alpha s        (the same d, written with s)
-
-  The error of c this way is about float epsilon times ||g|| / ||g_p||, far
-  below anything that matters for d.
-
+computed in place over g_p; on accelerators <g, g_p> comes from the
+polarisation identity on s = g + g_p (docs/sam_opt.md, "GSAM's decomposition").
 alpha = 0 is SAM exactly: such groups skip the decomposition.
 """
 
@@ -89,7 +75,7 @@ def _restore_and_measure(
     """Move the weights back to w and return (<g, g_p>, ||g_p||^2), block by block.
 
     With `by_dot_product` False, g's buffers end up holding s = g + g_p (the
-    polarisation identity of the module docstring).
+    polarisation identity, docs/sam_opt.md).
     """
     device = perturbation.first_grad_sq.device
     second_squares, products = [], []  # per bucket: ||g_p||^2, and <g, g_p> or ||s||^2

@@ -3,21 +3,9 @@
     e = rho * T^2 g / (||T g|| + 1e-12),   T = diag(|w| + eta) if adaptive else I
 
 The norm runs over all parameters of all groups; rho, adaptive and eta are
-read per group. g itself is never modified: w + factor * g is one fused pass
-(`add_scaled_`), and GSAM reads g again for its decomposition.
-
-Two ways back to w, chosen per bucket:
-
-- subtract e again (one pass, no extra memory: SAM keeps g until then, GSAM
-  keeps it anyway). w + e - e equals w up to one rounding of the weights'
-  dtype, about 1e-7 relative in float32, far below any update. Used for
-  float32/float64 weights when the perturbation is the same on every worker.
-- copy the weights at w into persistent buffers and back (bit for bit). Used
-  when that rounding matters or may not be allowed: 16-bit weights (one
-  rounding is then as large as an update), a GradScaler (an fp16 overflow
-  makes e non-finite, and the skipped step must leave w intact, not NaN),
-  and per-worker perturbations under DDP (each worker's e differs, so each
-  would round differently and the replicas would drift apart).
+read per group; g itself is never modified. The way back to w is per bucket
+either subtracting e or copying a saved w (16-bit weights, a GradScaler,
+per-worker e under DDP); docs/sam_opt.md says why.
 """
 
 from __future__ import annotations
@@ -71,7 +59,7 @@ class Perturbation:
     overflow: Tensor | None  # 0-dim bool: the first pass' gradients were not finite (scaler only)
 
     def restore(self) -> None:
-        """Put every moved weight back to w (see the module docstring for how exactly).
+        """Put every moved weight back to w, by subtraction or by copy (docs/sam_opt.md says which when).
 
         Backwards, last tensor first: the base step that follows starts from the
         first tensors and so finds them still in cache.

@@ -6,9 +6,9 @@ One step, with g the gradient at w:
     g_p = gradient at w + e
     w  <- base_step(w, d),  d = g_p             (GSAM changes only d)
 
-This module orchestrates the two passes around the closure: gradient sync
-(DDP), BatchNorm freezing, the GradScaler, clipping and the base step. The
-loop patterns are in the package docstring.
+This module runs the two passes around the closure: gradient sync (DDP),
+BatchNorm freezing, the GradScaler, clipping and the base step
+(docs/sam_opt.md).
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ class SAM(torch.optim.Optimizer):
     are the base optimizer's own objects. `rho = 0` is exactly the base
     optimizer and evaluates the closure once. `model`, when given, is the module
     being trained: its BatchNorm statistics are frozen for the second pass and,
-    if it is DDP-wrapped, gradients are averaged once per step (see the package
-    docstring). `max_grad_norm` clips the final direction before the base step.
-    `exact_restore=True` brings the weights back to w bit for bit (a copy of
-    them, kept across steps) instead of within one float32 rounding (w + e - e);
-    it is implied by a GradScaler, 16-bit weights and a DDP `model`, see
-    `sam_opt.perturbation`.
+    if it is DDP-wrapped, gradients are averaged once per step. `max_grad_norm`
+    clips the final direction before the base step. `exact_restore=True` brings
+    the weights back to w bit for bit (a copy of them, kept across steps)
+    instead of within one float32 rounding (w + e - e); it is implied by a
+    GradScaler, 16-bit weights and a DDP `model`. docs/sam_opt.md has the loops
+    and the reasons.
 
     Subclassing: a variant calls `_setup` from its `__init__` and overrides
     the hooks `_keeps_first_gradients`, `_restore_and_combine` and
