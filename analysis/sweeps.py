@@ -48,7 +48,7 @@ class Sweep:
 
     def title(self) -> str:
         where = table_title(self.dataset, self.model, self.experiment if self.show_experiment else None)
-        return f"{where}: sweep over {self.key}" + (f" at {_base_label(self.base)}" if self.base else "")
+        return f"{where}: sweep over {self.key}" + (f" at {_base_label(self.base, ', ')}" if self.base else "")
 
     def slug(self) -> str:
         """File-name-safe key: `cifar10-resnet18-sweep-optimizer.rho`."""
@@ -57,8 +57,8 @@ class Sweep:
                     "sweep", self.key, base)
 
 
-def _base_label(base: dict[str, Any]) -> str:
-    return ",".join(f"{k}={_label(plain_value(v))}" for k, v in sorted(base.items()))
+def _base_label(base: dict[str, Any], separator: str = ",") -> str:
+    return separator.join(f"{k}={_label(plain_value(v))}" for k, v in sorted(base.items()))
 
 
 def _label(value: Any) -> str:
@@ -197,12 +197,13 @@ def sweep_table(sweep: Sweep, sharpness: str | None = None) -> Table:
         notes.append(f"One value only, not swept: {names}; the figure draws them as horizontal lines.")
     seeds = sorted(set(stats.loc[stats["n"] > 0, "n"]))
     spread = "one seed per value (no std)" if seeds == [1] else "mean ± sample std over seeds"
+    what = f"Test error (%) and sharpness ({measure})" if measure else "Test error (%)"
+    marked = "; (preset) marks the experiment preset's value" if swept_presets else ""
     return Table(
         title=sweep.title(),
         header=["", sweep.key] + [cell_label(*c) for c in cells],
         rows=rows,
-        caption=f"Test error (%) and sharpness of the final model against {sweep.key}, {spread}; "
-        "(preset) marks the experiment preset's value.",
+        caption=f"{what} of the final model against {sweep.key}, {spread}{marked}.",
         notes=notes,
         key=sweep.slug(),
         align="ll" + "r" * len(cells),

@@ -76,4 +76,4 @@ def test_rho_sweep_then_sweep_view(tmp_path: Path, capsys) -> None:
     assert main([str(tmp_path), "--out", str(out), "--figures", "tables"]) == 0
     assert "sweep over optimizer.rho" in capsys.readouterr().out
     assert (out / "sweeps.csv").is_file()
-    assert list((out / "figures").glob("*-sweep-optimizer.rho.png"))
+    assert list((out / "figures").glob("*-sweep-optimizer.rho*.png"))
