@@ -8,7 +8,7 @@ from runner.config_resolvers import register_resolvers
 
 register_resolvers()
 
-from runner.run import main, run  # noqa: E402
+from runner.run import in_multirun, main, run  # noqa: E402
 from runner.validate import ConfigError  # noqa: E402
 
-__all__ = ["ConfigError", "main", "run"]
+__all__ = ["ConfigError", "in_multirun", "main", "run"]

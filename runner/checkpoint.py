@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from runner.io import atomic_torch_save
+from sharpness.model_state import unwrap  # one copy, in the library; the runner may import it
 
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -47,21 +48,6 @@ class CorruptCheckpoint(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: unreadable checkpoint ({reason}); move it aside or delete it to start "
                          f"the run over")
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module inside DistributedDataParallel / DataParallel / torch.compile wrappers.
-
-    The wrappers share the module's parameters, so its state_dict (without
-    wrapper prefixes) is what checkpoints store and what measures perturb.
-    """
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        else:
-            return model
 
 
 @dataclass

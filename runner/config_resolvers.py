@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def equal_stages(batch_sizes: Sequence[int], epochs: int) -> ListConfig:
@@ -32,7 +32,27 @@ def equal_stages(batch_sizes: Sequence[int], epochs: int) -> ListConfig:
     ])
 
 
+def variant_dir(variant: str | None) -> str:
+    """`rho=0.1` -> `rho=0.1/`, "" -> "": the optional folder level between the cell and its seed."""
+    return f"{variant}/" if variant else ""
+
+
+def run_variant(*, _root_: DictConfig) -> str:
+    """The variant of the config being run (see runner.identity); "" outside a Hydra app.
+
+    A multirun's sweeper sets `variant` explicitly; this resolver names single runs.
+    """
+    from runner.identity import identity_in_app
+
+    return identity_in_app(_root_).name
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers (idempotent)."""
     if not OmegaConf.has_resolver("equal_stages"):
         OmegaConf.register_new_resolver("equal_stages", equal_stages)
+    if not OmegaConf.has_resolver("variant_dir"):
+        OmegaConf.register_new_resolver("variant_dir", variant_dir)
+    if not OmegaConf.has_resolver("run_variant"):
+        # Not cached: OmegaConf would key the cache by the (empty) arguments, not by the config.
+        OmegaConf.register_new_resolver("run_variant", run_variant, use_cache=False)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.io import atomic_write_json, atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `variant` and `variant_values`
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = (
@@ -95,6 +95,8 @@ def build_record(
     diverged_at_step: int | None = None,
 ) -> dict[str, Any]:
     """The `result.json` record of one run (see docs/architecture.md)."""
+    from runner.identity import identity_in_app
+
     metrics = metrics or {}
     return {
         "schema_version": SCHEMA_VERSION,
@@ -105,6 +107,8 @@ def build_record(
         "optimizer": cfg.optimizer.name,
         "schedule": cfg.schedule.name,
         "seed": int(cfg.seed),
+        "variant": str(cfg.get("variant") or ""),
+        "variant_values": identity_in_app(cfg).values,
         "test_error": metrics.get("test_error"),
         "test_loss": metrics.get("test_loss"),
         "train_error": metrics.get("train_error"),
@@ -134,7 +138,7 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
     try:
         with open(path, encoding="utf-8") as handle:
             record = json.load(handle)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a deeply nested (hostile) file
         return None
     return record if isinstance(record, dict) else None
 

@@ -24,9 +24,11 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from runner import checkpoint as ckpt
-from runner import distributed
-from runner import records
-from runner.io import atomic_write_text
+from runner import distributed, identity, records
+from runner.io import atomic_write_text, remove_stale_temporaries
+from runner.lock import CellBusy, CellLock
+from runner.loggers import Loggers, open_loggers
+from runner import data
 from runner.models import build_model
 from runner.pipeline import build_pipelines
 from runner.schedule import Schedule, remember_initial_values
@@ -35,48 +37,21 @@ from runner.validate import ConfigError, validate
 
 log = logging.getLogger("runner")
 
-# Keys that do not change what a run computes; a resumed or finished run may differ in them.
-_NEUTRAL_KEYS = (
-    "force", "progress", "keep_checkpoint", "results_root", "data_dir", "run_dir", "sharpness",
-    "dataset.root", "dataset.download", "dataset.num_workers", "device", "compile", "cpu_threads",
-)
-
-
-def _comparable(config: dict) -> dict:
-    config = OmegaConf.to_container(OmegaConf.create(config), resolve=True)
-    for key in _NEUTRAL_KEYS:
-        head, _, tail = key.partition(".")
-        if tail:
-            config.get(head, {}).pop(tail, None)
-        else:
-            config.pop(head, None)
-    return config
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
 def check_same_cell(stored: dict | None, cfg: DictConfig, what: str, run_dir: Path) -> None:
     """Refuse to resume or skip on the strength of a run made with other hyperparameters.
 
-    Cell folders are named by (dataset, model, optimizer, schedule, seed), so
-    `optimizer.rho=0.1` would otherwise land on a finished rho = 0.05 run.
+    Folders are named by the effective config, so this only fires when a folder
+    was filled by an older layout or by hand; it is checked under the cell's lock,
+    at the moment the stored run would be used.
     """
     if stored is None:
         return
-    diff = _differences(_comparable(stored), _comparable(records.config_container(cfg)))
-    if diff:
-        shown = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "")
+    ours, theirs = identity.computed_values(cfg), identity.computed_values(stored)
+    changed = identity.differences(ours, theirs)
+    if changed:
+        shown = "; ".join(f"{key}: {theirs.get(key)!r} -> {ours.get(key)!r}" for key in list(changed)[:4])
         raise ConfigError(
-            f"{run_dir} holds a {what} made with a different config ({shown}); "
+            f"{run_dir} holds a {what} made with a different config ({shown}{'; ...' if len(changed) > 4 else ''}); "
             f"use another experiment_name=<name> for the new values, or force=true to replace it"
         )
 
@@ -85,15 +60,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={requested!r} but no CUDA device is visible; use device=cpu or device=auto")
-    return device
 
 
 @contextmanager
@@ -130,36 +96,79 @@ def build_optimizer(optimizer_cfg: DictConfig, model: nn.Module) -> torch.optim.
     return hydra.utils.instantiate(settings, model.parameters(), base_optimizer=base_factory, model=model)
 
 
+def _finished(record: dict | None, cfg: DictConfig) -> bool:
+    return bool(record) and record.get("status") in records.FINISHED_STATUSES and not cfg.force
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train one cell (or find it done) and return its outcome for the sweep summary."""
+    """Train one cell (or find it done) and return its outcome for the sweep summary.
+
+    A finished cell is skipped without writing anything, so a read-only results
+    tree can be relaunched. Everything else happens under the cell's lock: a
+    second process on the same cell gets a `busy` outcome instead of training
+    beside the first, and the checkpoint is checked when it is about to be used.
+    """
     run_dir = Path(cfg.run_dir).absolute()
     existing = records.read_result(run_dir)
-    if existing and existing.get("status") in records.FINISHED_STATUSES and not cfg.force:
+    if _finished(existing, cfg):
         check_same_cell(existing.get("config"), cfg, f"{existing['status']} run", run_dir)
-        with _run_log(run_dir, distributed.env_rank() == 0):
-            log.info("%s: already %s (result.json); nothing to do (force=true retrains)", run_dir, existing["status"])
+        log.info("%s: already %s (result.json); nothing to do (force=true retrains)", run_dir, existing["status"])
         return _outcome("skipped", run_dir, previous_status=existing["status"])
+    if distributed.env_rank() != 0:  # rank 0 holds the lock for the whole cell
+        return _run_unlocked(cfg, run_dir)
+    try:
+        with CellLock(run_dir):
+            return _run_unlocked(cfg, run_dir)
+    except CellBusy as busy:
+        log.error("%s", busy)
+        return _outcome("busy", run_dir, error=str(busy))
+
+
+def _run_unlocked(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    existing = records.read_result(run_dir)
+    if _finished(existing, cfg):  # finished by another process while this one waited for the lock
+        return _outcome("skipped", run_dir, previous_status=existing["status"])
+    notes: dict[str, Any] = {}
     checkpoint_path = run_dir / ckpt.CHECKPOINT_FILE
-    if cfg.force and checkpoint_path.exists():
-        checkpoint_path.unlink()
-    elif checkpoint_path.exists():
-        check_same_cell(ckpt.checkpoint_config(checkpoint_path), cfg, "checkpoint", run_dir)
+    if distributed.env_rank() == 0:
+        remove_stale_temporaries(run_dir)
+        if cfg.force:
+            checkpoint_path.unlink(missing_ok=True)
+        elif checkpoint_path.exists():
+            try:
+                check_same_cell(ckpt.checkpoint_config(checkpoint_path), cfg, "checkpoint", run_dir)
+            except ckpt.CorruptCheckpoint as corrupt:
+                moved = ckpt.quarantine(checkpoint_path)
+                notes["checkpoint_quarantined"] = str(moved)
+                notes["warning"] = f"{corrupt}; moved it to {moved.name} and started over"
 
     dist = distributed.setup_distributed(str(cfg.device))
     try:
         with _run_log(run_dir, dist.is_main):
-            return _train_and_record(cfg, run_dir, dist)
+            if "warning" in notes:
+                log.warning("%s", notes["warning"])
+            return _train_and_record(cfg, run_dir, dist, notes)
     finally:
         distributed.teardown()
 
 
-def _train_and_record(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext) -> dict[str, Any]:
+def _train_and_record(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext,
+                      notes: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     precision = resolve_precision(str(cfg.precision), dist.device)
+    trackers = open_loggers(cfg, run_dir, {"variant": str(cfg.variant or "")}) if dist.is_main else Loggers([])
+    try:
+        return _train_and_write(cfg, run_dir, dist, notes, trackers, started, precision)
+    finally:
+        trackers.close()  # without log_final the trackers mark the run interrupted; a requeue resumes it
+
+
+def _train_and_write(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, notes: dict[str, Any],
+                     trackers: Loggers, started: float, precision: str) -> dict[str, Any]:
     try:
         if dist.is_main:
             atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(records.config_container(cfg))))
-        summary = _train(cfg, run_dir, dist, precision)
+        summary = _train(cfg, run_dir, dist, precision, trackers)
     except Diverged as error:
         log.error("%s", error)
         record = records.build_record(cfg, "diverged", error=str(error), diverged_at_step=error.step,
@@ -174,14 +183,17 @@ def _train_and_record(cfg: DictConfig, run_dir: Path, dist: distributed.DistCont
         status = "failed"
     else:
         record, status = summary, "completed"
+    record.update(notes)
     if dist.is_main:
         records.write_result(run_dir, record)
+        trackers.log_final(record)
         if status == "completed" and not cfg.keep_checkpoint:
             (run_dir / ckpt.CHECKPOINT_FILE).unlink(missing_ok=True)
     return _outcome(status, run_dir, test_error=record.get("test_error"), error=record.get("error"))
 
 
-def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str) -> dict[str, Any]:
+def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str,
+           trackers: Loggers) -> dict[str, Any]:
     device = dist.device
     if cfg.cpu_threads:
         torch.set_num_threads(int(cfg.cpu_threads))
@@ -206,12 +218,6 @@ def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precis
     optimizer = build_optimizer(cfg.optimizer, train_model)
     remember_initial_values(optimizer)
 
-    for stage in cfg.schedule.stages:
-        if stage["batch_size"] % dist.world_size:
-            raise ConfigError(
-                f"schedule batch size {stage['batch_size']} is not divisible by the {dist.world_size} workers; "
-                f"the configured batch is global, so choose sizes that split evenly"
-            )
     schedule = Schedule.from_config(cfg.schedule, int(cfg.dataset.train_size))
     pipes = build_pipelines(cfg, device, dist.rank, dist.world_size, channels_last)
     if pipes.batch_transform is not None:
@@ -264,6 +270,7 @@ def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precis
         if dist.is_main:
             records.write_metrics(run_dir, progress.metrics)
             ckpt.save_checkpoint(run_dir, model, optimizer, progress, config, grad_scaler)
+            trackers.log_epoch(row)
             log.info(
                 "epoch %d/%d stage %d batch %d lr %.4g rho %.4g | train loss %.4f err %.2f%% | test loss %s err %s",
                 epoch + 1, schedule.epochs, row["stage"], batch_size, stats.lr, stats.rho, train_loss, train_error,
@@ -280,10 +287,10 @@ def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precis
     if dist.is_main:
         ckpt.save_final_model(run_dir, model)
         if cfg.sharpness:
-            import sharpness
+            from runner.remeasure.measures import measure_all
 
             log.info("measuring sharpness: %s", ", ".join(cfg.sharpness.keys()))
-            sharpness_values = sharpness.measure_all(model, cfg.dataset, cfg.sharpness, device=device, seed=int(cfg.seed))
+            sharpness_values = measure_all(model, cfg.dataset, cfg.sharpness, device=device, seed=int(cfg.seed))
     return records.build_record(
         cfg, "completed",
         metrics={key: final.get(key) for key in ("test_error", "test_loss", "train_error", "train_loss")},
@@ -308,13 +315,31 @@ def _epoch_bar(cfg: DictConfig, schedule: Schedule, start: int, is_main: bool) -
                 unit="epoch", leave=False)
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (where one cell must not end the sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def main(cfg: DictConfig) -> dict[str, Any]:
-    """Validate, run, and leave the outcome for the sweep summary (launch.py's whole job)."""
-    validate(cfg)
-    outcome = run(cfg)
+    """Validate, fetch the data, run, and leave the outcome for the sweep summary (launch.py's whole job).
+
+    A single run raises `ConfigError` for a config that cannot work; in a
+    multirun the cell is recorded as failed instead (the sweeper validated every
+    cell already, so this is what only the training machine can tell, such as
+    a missing GPU) and the other cells go on.
+    """
     try:
-        from runner.sweep_summary import record_outcome
-    except ImportError:
-        return outcome
+        validate(cfg)
+        data.prepare(cfg.dataset)
+        outcome = run(cfg)
+    except (ConfigError, data.DatasetUnavailableError) as error:
+        if not in_multirun():
+            raise ConfigError(str(error)) from None
+        outcome = _outcome("failed", Path(cfg.run_dir).absolute(), error=str(error))
+    from runner.sweep_summary import record_outcome
+
     record_outcome(outcome)
     return outcome

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -101,16 +102,17 @@ def outcome_from_job(job_return: JobReturn) -> dict[str, Any]:
     return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
 
 
-def summarize(sweep_dir: str | os.PathLike, sweep_id: str, finished: bool = True) -> dict[str, Any]:
+def summarize(sweep_dir: str | os.PathLike, sweep_id: str, finished: bool = True,
+              not_launched: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Counts, failures and where the results are, from the outcomes recorded by one launch."""
     sweep_dir = Path(sweep_dir).resolve()
-    outcomes = []
+    outcomes = list(not_launched or [])
     for path in sorted((sweep_dir / OUTCOMES_DIR / sweep_id).glob("*.json")):
         try:
             outcomes.append(read_json(path))
         except (OSError, ValueError):
             continue  # a record from a job that died mid-write is simply absent
-    outcomes.sort(key=lambda o: int(o.get("job_num", 0)))
+    outcomes.sort(key=lambda o: (o.get("job_num") is None, o.get("job_num") or 0, str(o.get("run_dir"))))
     counts: dict[str, int] = {"completed": 0, "skipped": 0, "failed": 0, "diverged": 0, "unfinished": 0}
     for outcome in outcomes:
         status = str(outcome.get("status", "unknown"))
@@ -144,7 +146,7 @@ def _cell_name(run_dir: str | None, sweep_dir: str) -> str | None:
         return run_dir
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: dict[str, Any], written: bool = True) -> str:
     """The summary as the few lines printed at the end of a sweep."""
     counts = summary["counts"]
     head = "Sweep summary" if summary["finished"] else "Sweep did NOT finish (see the error above); recorded so far"
@@ -158,9 +160,25 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  {failure['status'].upper()} {cell}: {error[-1] if error else 'no error message'}")
         lines.append(f"    log: {failure.get('log')}")
     lines.append(f"  results: {summary['sweep_dir']}")
-    lines.append(f"  summary: {Path(summary['sweep_dir']) / SUMMARY_FILE}")
+    if written:
+        lines.append(f"  summary: {Path(summary['sweep_dir']) / SUMMARY_FILE}")
     lines.append(f"  tables:  {summary['tables']}")
     return "\n".join(lines)
+
+
+# Statuses after which a sweep's cell needs no more work; anything else makes the command exit 1.
+DONE_STATUSES = ("completed", "skipped")
+# The summary of the last sweep this process ran (launch.py turns it into the exit status).
+last_summary: dict[str, Any] | None = None
+
+
+def exit_status(summary: dict[str, Any] | None) -> int:
+    """0 when every cell completed or was already done, 1 when any failed, diverged or did not finish."""
+    if summary is None:
+        return 0
+    counts = summary.get("counts", {})
+    return 0 if summary.get("finished", True) and all(
+        count == 0 for status, count in counts.items() if status not in DONE_STATUSES) else 1
 
 
 class SweepSummary(Callback):
@@ -170,12 +188,22 @@ class SweepSummary(Callback):
         self.sweep_id: str | None = None
         self._sweep_dir: str | None = None
         self._written = False
+        self._not_launched: list[dict[str, Any]] = []
+
+    def note_skipped(self, outcomes: list[dict[str, Any]]) -> None:
+        """Cells the sweeper did not launch (finished, duplicates, running elsewhere), for the counts.
+
+        Kept in memory, not in the outcomes folder: a relaunch of a finished
+        sweep on a read-only results tree must still work.
+        """
+        self._not_launched = list(outcomes)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Unique per launch: a relaunch into the same sweep dir starts a fresh tally.
         self.sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
         self._sweep_dir = str(config.hydra.sweep.dir)
         self._written = False
+        self._not_launched = []
         atexit.register(self._write_if_unfinished)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -209,14 +237,21 @@ class SweepSummary(Callback):
         self._write(finished=True)
 
     def _write(self, finished: bool) -> None:
+        global last_summary
         if self._written or self.sweep_id is None or self._sweep_dir is None:
             return
-        summary = summarize(self._sweep_dir, self.sweep_id, finished=finished)
+        summary = summarize(self._sweep_dir, self.sweep_id, finished=finished, not_launched=self._not_launched)
+        launched = summary["cells_recorded"] - len(self._not_launched)
         if not finished and not summary["cells_recorded"]:
-            return  # failed before any cell ran (e.g. a bad override): Hydra's error says it all
+            return  # failed before any cell ran (e.g. a bad override): the error says it all
         self._written = True
-        atomic_write_json(Path(self._sweep_dir) / SUMMARY_FILE, summary)
-        print(format_summary(summary), flush=True)
+        last_summary = summary
+        if launched:  # a relaunch that trained nothing keeps the summary of the sweep that did
+            try:
+                atomic_write_json(Path(self._sweep_dir) / SUMMARY_FILE, summary)
+            except OSError as error:
+                print(f"warning: could not write {SUMMARY_FILE}: {error}", file=sys.stderr)
+        print(format_summary(summary, written=bool(launched)), flush=True)
 
     def _write_if_unfinished(self) -> None:
         self._write(finished=False)

@@ -1,124 +1,367 @@
-"""Checks of a composed config, run before any data is touched or any file is written.
+"""The one validation layer: every config key the project defines, its type and valid values, and
+the rules between keys, checked at launch before any data is read or any file is written.
 
-Each problem becomes one line that names the key, the bad value and what would
-be valid; all problems are reported together, so a user fixes a command line once.
-Hydra itself reports unknown option names (with the list of options).
+`KEYS` is the schema (one entry per key, in the order of conf/config.yaml); `_cross_key_problems`
+holds the rules that involve several keys; `problems(cfg)` runs both and returns one line per
+problem (`key=value must be ...`). Objects built from a validated config trust their inputs.
+Hydra itself reports unknown keys and option names (with the valid ones).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-import sharpness
 from runner import data
+from runner.schedule import LR_POLICIES
 from runner.train import PRECISIONS
 
 
 class ConfigError(ValueError):
-    """A config value that cannot work; the message is meant for the command line."""
+    """A config value that cannot work; each line of the message is meant for the command line."""
 
 
-def _number(cfg: DictConfig, key: str) -> Any:
-    return OmegaConf.select(cfg, key)
+Check = Callable[[Any], "str | None"]  # None when the value is valid, else what would be valid
 
 
-def problems(cfg: DictConfig) -> list[str]:
-    """Every problem found in `cfg` (empty when the config can run)."""
-    found: list[str] = []
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-    def positive(key: str, integer: bool = False) -> None:
-        value = _number(cfg, key)
-        kind = "integer" if integer else "number"
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-        if ok and integer and int(value) != value:
-            ok = False
-        if not ok:
-            found.append(f"{key}={value!r} must be a positive {kind}")
 
-    def non_negative(key: str) -> None:
-        value = _number(cfg, key)
-        if value is None:
-            return
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-            found.append(f"{key}={value!r} must be a finite number >= 0")
+def integer(low: int | None = None, high: int | None = None) -> Check:
+    bounds = f" in [{low}, {high}]" if high is not None else f" >= {low}" if low is not None else ""
 
-    positive("optimizer.lr")
-    positive("train.epochs", integer=True)
-    positive("train.eval_batch_size", integer=True)
-    non_negative("optimizer.rho")
-    non_negative("optimizer.alpha")
-    non_negative("optimizer.eta")
-    if cfg.optimizer.name == "sgd" and _number(cfg, "optimizer.rho") not in (0, 0.0):
-        found.append(
-            f"optimizer.rho={cfg.optimizer.rho!r} with optimizer=sgd: SGD has no perturbation; "
-            f"use optimizer=sam, or sam.rho=... to set rho for SAM and GSAM in a sweep"
-        )
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = ok and (low is None or value >= low) and (high is None or value <= high)
+        return None if ok else f"must be an integer{bounds}"
 
-    train_size = _number(cfg, "dataset.train_size")
-    stages = _number(cfg, "schedule.stages")
-    if not stages:
-        found.append("schedule.stages is empty; give a list of {batch_size, epochs}")
+    return check
+
+
+def number(low: float | None = None, high: float | None = None, *, open_low: bool = False,
+           open_high: bool = False) -> Check:
+    left = "(" if open_low else "["
+    right = ")" if open_high else "]"
+    if low is not None and high is not None:
+        valid = f"a number in {left}{low}, {high}{right}"
+    elif low is not None:
+        valid = f"a finite number {'>' if open_low else '>='} {low}"
     else:
-        total = 0
-        for index, stage in enumerate(stages):
-            size, epochs = stage.get("batch_size"), stage.get("epochs")
-            if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-                found.append(f"schedule.stages[{index}].batch_size={size!r} must be a positive integer")
-            elif isinstance(train_size, int) and size > train_size:
-                found.append(
-                    f"schedule.stages[{index}].batch_size={size} is larger than the training set of "
-                    f"{cfg.dataset.name} ({train_size} examples)"
-                )
-            if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
-                found.append(f"schedule.stages[{index}].epochs={epochs!r} must be a positive integer")
-            else:
-                total += epochs
-        if isinstance(cfg.train.epochs, int) and total != cfg.train.epochs and not any("epochs=" in p for p in found):
-            found.append(
-                f"schedule.stages epochs add up to {total}, but train.epochs={cfg.train.epochs}; "
-                f"make them equal (the increasing-batch schedule splits train.epochs by itself)"
-            )
-    warmup = _number(cfg, "schedule.warmup_epochs")
-    if not isinstance(warmup, int) or warmup < 0 or (isinstance(cfg.train.epochs, int) and warmup >= cfg.train.epochs):
-        found.append(f"schedule.warmup_epochs={warmup!r} must be an integer in [0, train.epochs)")
-    ratio = _number(cfg, "schedule.min_lr_ratio")
-    if not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
-        found.append(f"schedule.min_lr_ratio={ratio!r} must lie in [0, 1]")
-    if cfg.schedule.lr_policy not in ("constant", "cosine", "linear"):
-        found.append(f"schedule.lr_policy={cfg.schedule.lr_policy!r} must be one of constant, cosine, linear")
+        valid = "a finite number"
 
-    if cfg.precision not in PRECISIONS:
-        found.append(f"precision={cfg.precision!r} must be one of {', '.join(PRECISIONS)}")
-    if str(cfg.device) not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
-        found.append(f"device={cfg.device!r} must be auto, cpu, cuda or cuda:<index>")
-    if str(cfg.dataset.loader) not in ("device", "torchvision"):
-        found.append(f"dataset.loader={cfg.dataset.loader!r} must be device or torchvision")
-    elif cfg.dataset.loader == "device" and not data.is_in_memory(cfg.dataset):
-        found.append(f"dataset.loader=device cannot hold {cfg.dataset.name} in memory; use dataset.loader=torchvision")
-    if cfg.train.mixup_cutmix_prob and cfg.dataset.loader != "torchvision":
-        found.append("train.mixup_cutmix_prob > 0 needs dataset.loader=torchvision (the ViT recipe)")
-    if not isinstance(cfg.train.repeated_aug, int) or cfg.train.repeated_aug < 1:
-        found.append(f"train.repeated_aug={cfg.train.repeated_aug!r} must be an integer >= 1")
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        found.append(f"seed={cfg.seed!r} must be an integer")
-    # A bad measure setting must stop the run now, not after hours of training.
-    found.extend(sharpness.config_problems(cfg.sharpness, cfg.dataset))
+    def check(value: Any) -> str | None:
+        if not _is_number(value):
+            return f"must be {valid}"
+        if low is not None and (value <= low if open_low else value < low):
+            return f"must be {valid}"
+        if high is not None and (value >= high if open_high else value > high):
+            return f"must be {valid}"
+        return None
+
+    return check
+
+
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def one_of(*choices: Any) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices and not (isinstance(value, bool) and True not in choices) else (
+            f"must be one of {', '.join(map(str, choices))}")
+
+    return check
+
+
+def optional(inner: Check) -> Check:
+    def check(value: Any) -> str | None:
+        problem = None if value is None else inner(value)
+        return problem and f"must be null or {problem.removeprefix('must be ')}"
+
+    return check
+
+
+def string(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+
+
+def numbers(positive: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, (list, tuple)) or not value or not all(_is_number(v) for v in value):
+            return "must be a non-empty list of numbers"
+        if positive and not all(v > 0 for v in value):
+            return "must be a list of numbers > 0"
+        return None
+
+    return check
+
+
+def increasing_sizes(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or not value:
+        return "must be a non-empty list of batch sizes, e.g. [16, 32, 64]"
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        return "must be a list of positive integers"
+    if any(b <= a for a, b in zip(value, value[1:])):
+        return "must be strictly increasing"
+    return None
+
+
+def device_name(value: Any) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is not None
+    return None if ok else "must be auto, cpu, cuda or cuda:<index>"
+
+
+def relative_folder(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "must be a non-empty folder name"
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or "\\" in value:
+        return "must be a relative folder name inside results_root (no leading '/', no '..')"
+    return None
+
+
+def folder_path(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "must be a folder path"
+    return "must be a folder, not a file" if Path(value).is_file() else None
+
+
+@dataclass(frozen=True)
+class Key:
+    check: Check
+    required: bool = True  # False: only some options of a group define the key
+
+
+# The schema: every key the project defines, in the order of conf/config.yaml and its groups.
+KEYS: dict[str, Key] = {
+    "experiment_name": Key(relative_folder),
+    "seed": Key(integer(0, 2**32 - 1)),
+    "results_root": Key(folder_path),
+    "data_dir": Key(folder_path),
+    "train.epochs": Key(integer(1)),
+    "train.batch_size": Key(integer(1)),
+    "train.increasing_batch_sizes": Key(increasing_sizes),
+    "train.eval_batch_size": Key(integer(1)),
+    "train.label_smoothing": Key(number(0, 1, open_high=True)),
+    "train.mixup_cutmix_prob": Key(number(0, 1)),
+    "train.repeated_aug": Key(integer(1)),
+    "train.eval_every": Key(integer(1)),
+    "train.grad_norm_examples": Key(integer(0)),
+    "train.divergence_check_every": Key(integer(1)),
+    "sam.rho": Key(number(0)),
+    "sam.alpha": Key(number(0, 1, open_high=True)),
+    "sam.adaptive": Key(boolean),
+    "sam.eta": Key(number(0)),
+    "device": Key(device_name),
+    "precision": Key(one_of(*PRECISIONS)),
+    "channels_last": Key(one_of("auto", True, False)),
+    "compile": Key(boolean),
+    "cpu_threads": Key(optional(integer(1))),
+    "deterministic": Key(boolean),
+    "force": Key(boolean),
+    "keep_checkpoint": Key(boolean),
+    "progress": Key(boolean),
+    # dataset/
+    "dataset.name": Key(one_of(*data.DATASETS)),
+    "dataset.root": Key(folder_path),
+    "dataset.download": Key(boolean),
+    "dataset.num_classes": Key(integer(2)),
+    "dataset.image_size": Key(integer(1)),
+    "dataset.channels": Key(integer(1)),
+    "dataset.train_size": Key(integer(1)),
+    "dataset.test_size": Key(integer(1)),
+    "dataset.mean": Key(numbers()),
+    "dataset.std": Key(numbers(positive=True)),
+    "dataset.augment": Key(one_of("crop_flip", "vit", "none")),
+    "dataset.loader": Key(one_of("device", "torchvision")),
+    "dataset.num_workers": Key(integer(0)),
+    # model/
+    "model.name": Key(text),
+    "model.width": Key(integer(1), required=False),
+    "model.drop_path_rate": Key(number(0, 1, open_high=True), required=False),
+    # optimizer/
+    "optimizer.name": Key(one_of("sgd", "sam", "gsam")),
+    "optimizer.lr": Key(number(0, open_low=True)),
+    "optimizer.rho": Key(number(0)),
+    "optimizer.alpha": Key(number(0, 1, open_high=True), required=False),
+    "optimizer.adaptive": Key(boolean),
+    "optimizer.eta": Key(number(0)),
+    "optimizer.max_grad_norm": Key(optional(number(0, open_low=True))),
+    "optimizer.exact_restore": Key(boolean, required=False),
+    # schedule/
+    "schedule.name": Key(one_of("constant", "batch", "cosine", "linear")),
+    "schedule.lr_policy": Key(one_of(*LR_POLICIES)),
+    "schedule.min_lr_ratio": Key(number(0, 1)),
+    "schedule.warmup_epochs": Key(integer(0)),
+    "schedule.warmup_start_ratio": Key(number(0, 1, open_low=True)),
+    "schedule.rho_follows_lr": Key(boolean),
+}
+
+# Optimizer classes a config may name: the project's SAM family over a torch.optim base.
+OPTIMIZER_TARGETS = ("sam_opt.SAM", "sam_opt.GSAM")
+
+
+def _select(cfg: DictConfig, key: str) -> tuple[bool, Any]:
+    missing = object()
+    value = OmegaConf.select(cfg, key, default=missing)
+    if value is missing:
+        return False, None
+    if isinstance(value, DictConfig | type(OmegaConf.create([]))):
+        value = OmegaConf.to_container(value, resolve=True)
+    return True, value
+
+
+def _aliased(cfg: DictConfig, key: str) -> bool:
+    """Whether `key` only repeats another checked key (`optimizer.rho: ${sam.rho}`, `dataset.root:
+    ${data_dir}`): that key's own line names what the user wrote."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not (isinstance(node, DictConfig) and leaf in node and OmegaConf.is_interpolation(node, leaf)):
+        return False
+    source = re.fullmatch(r"\$\{([\w.]+)\}", str(node._get_node(leaf)._value()))
+    return source is not None and source.group(1) in KEYS
+
+
+def _schema_problems(cfg: DictConfig) -> tuple[list[str], set[str]]:
+    found, bad = [], set()
+    for key, spec in KEYS.items():
+        if _aliased(cfg, key):
+            continue
+        present, value = _select(cfg, key)
+        if not present:
+            if spec.required:
+                found.append(f"{key} is missing from the config")
+                bad.add(key)
+            continue
+        problem = spec.check(value)
+        if problem:
+            found.append(f"{key}={value!r} {problem}")
+            bad.add(key)
+    return found, bad
+
+
+def world_size() -> int:
+    """Processes that will share each batch: torchrun's WORLD_SIZE or SLURM's task count."""
+    for variable in ("WORLD_SIZE", "SLURM_NTASKS"):
+        if os.environ.get(variable, "").isdigit():
+            return max(1, int(os.environ[variable]))
+    return 1
+
+
+def _stage_problems(cfg: DictConfig, bad: set[str], workers: int) -> list[str]:
+    found: list[str] = []
+    if {"train.increasing_batch_sizes", "train.batch_size", "train.epochs"} & bad:
+        return found  # the stages are built from those keys; their own lines say what is wrong
+    if cfg.schedule.name == "batch" and cfg.train.epochs < len(cfg.train.increasing_batch_sizes):
+        return [f"train.epochs={cfg.train.epochs} is fewer than the {len(cfg.train.increasing_batch_sizes)} "
+                f"train.increasing_batch_sizes; every stage needs at least one epoch"]
+    _, stages = _select(cfg, "schedule.stages")
+    if not isinstance(stages, list) or not stages:
+        return ["schedule.stages must be a non-empty list of {batch_size, epochs}"]
+    train_size = cfg.dataset.train_size if "dataset.train_size" not in bad else None
+    total = 0
+    for index, stage in enumerate(stages):
+        stage = stage if isinstance(stage, Mapping) else {}
+        size, epochs = stage.get("batch_size"), stage.get("epochs")
+        where = f"schedule.stages[{index}]"
+        if integer(1)(size):
+            found.append(f"{where}.batch_size={size!r} must be a positive integer")
+        elif train_size is not None and size > train_size:
+            found.append(f"{where}.batch_size={size} is larger than the training set of "
+                         f"{cfg.dataset.name} ({train_size} examples)")
+        elif size % workers:
+            found.append(f"{where}.batch_size={size} is not divisible by the {workers} workers; "
+                         f"batch sizes are global, so choose sizes that split evenly")
+        if integer(1)(epochs):
+            found.append(f"{where}.epochs={epochs!r} must be a positive integer")
+        else:
+            total += epochs
+    if not found and "train.epochs" not in bad and total != cfg.train.epochs:
+        found.append(f"schedule.stages epochs add up to {total}, but train.epochs={cfg.train.epochs}; "
+                     f"make them equal (the increasing-batch schedule splits train.epochs by itself)")
     return found
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise `ConfigError` listing every problem, including missing data, before any work starts."""
+def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool, workers: int) -> list[str]:
+    from runner.models import model_problems
+    import sharpness
+
+    found = _stage_problems(cfg, bad, workers)
+    if "train.epochs" not in bad and "schedule.warmup_epochs" not in bad and (
+            cfg.schedule.warmup_epochs >= cfg.train.epochs):
+        found.append(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} must be below "
+                     f"train.epochs={cfg.train.epochs}")
+    if "optimizer.rho" not in bad and cfg.optimizer.name == "sgd" and cfg.optimizer.rho != 0:
+        found.append(f"optimizer.rho={cfg.optimizer.rho!r} with optimizer=sgd: SGD has no perturbation; "
+                     f"use optimizer=sam, or sam.rho=... to set rho for SAM and GSAM in a sweep")
+    target = OmegaConf.select(cfg, "optimizer._target_")
+    if target not in OPTIMIZER_TARGETS:
+        found.append(f"optimizer._target_={target!r} must be one of {', '.join(OPTIMIZER_TARGETS)}")
+    base = str(OmegaConf.select(cfg, "optimizer.base._target_"))
+    if not re.fullmatch(r"torch\.optim\.[A-Z]\w*", base):
+        found.append(f"optimizer.base._target_={base!r} must be a torch.optim optimizer class, "
+                     f"e.g. torch.optim.SGD or torch.optim.AdamW")
+    found.extend(model_problems(cfg.model))
+    if not ({"dataset.channels", "dataset.mean", "dataset.std"} & bad):
+        for key in ("mean", "std"):
+            if len(cfg.dataset[key]) != cfg.dataset.channels:
+                found.append(f"dataset.{key} has {len(cfg.dataset[key])} values but dataset.channels="
+                             f"{cfg.dataset.channels}; give one per channel")
+    if "dataset.loader" not in bad and "dataset.name" not in bad:
+        if cfg.dataset.loader == "device" and not data.is_in_memory(cfg.dataset):
+            found.append(f"dataset.loader=device cannot hold {cfg.dataset.name} in memory; "
+                         f"use dataset.loader=torchvision")
+        if "train.mixup_cutmix_prob" not in bad and cfg.train.mixup_cutmix_prob and cfg.dataset.loader != "torchvision":
+            found.append(f"train.mixup_cutmix_prob={cfg.train.mixup_cutmix_prob} needs dataset.loader=torchvision "
+                         f"(the ViT recipe)")
+    if check_environment and "device" not in bad and str(cfg.device).startswith("cuda"):
+        import torch
+
+        index = int(str(cfg.device).partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            found.append(f"device={cfg.device!r} but this machine has {torch.cuda.device_count()} CUDA devices; "
+                         f"use device=cpu or device=auto")
+    # A bad measure setting or a tracker that is not installed must stop the run now, not after hours.
+    found.extend(sharpness.config_problems(cfg.sharpness, cfg.dataset))
+    if "logger" in cfg:
+        from runner.loggers import logger_problems
+
+        found.extend(logger_problems(cfg))
+    return found
+
+
+def problems(cfg: DictConfig, *, check_environment: bool = True, workers: int | None = None) -> list[str]:
+    """Every problem of `cfg`, one line each (empty when it can run).
+
+    `check_environment=False` skips what only the machine that trains can tell
+    (its GPUs): a sweep submitted from a login node checks that in each job.
+    """
     try:
-        found = problems(cfg)
-    except Exception as error:  # an interpolation that cannot resolve, a missing key
-        raise ConfigError(f"config cannot be resolved: {error}") from error
+        found, bad = _schema_problems(cfg)
+        return found + _cross_key_problems(cfg, bad, check_environment, workers or world_size())
+    except Exception as error:  # an interpolation that cannot resolve, a value of an unexpected shape
+        message = str(error).strip().splitlines()
+        return [f"config cannot be resolved: {message[0] if message else type(error).__name__}"]
+
+
+def validate(cfg: DictConfig, *, check_environment: bool = True, workers: int | None = None) -> None:
+    """Raise `ConfigError` listing every problem, including missing data, before any work starts."""
+    found = problems(cfg, check_environment=check_environment, workers=workers)
     if not found:
         try:
             data.check_available(cfg.dataset)
         except (FileNotFoundError, ValueError) as error:
             found.append(str(error))
     if found:
-        raise ConfigError("; ".join(found))
+        raise ConfigError("\n".join(found))

@@ -32,6 +32,9 @@ FAST = [
     "device=cpu",
 ]
 
+# FAST without the sharpness measure, for tests about the runner rather than the measure.
+QUICK = [*(o for o in FAST if not o.startswith("sharpness")), "sharpness=none"]
+
 
 def launch(args: list[str], *, cwd: Path = REPO, timeout: float = 600, env: dict | None = None,
            check: bool = False) -> subprocess.CompletedProcess:

@@ -36,7 +36,7 @@ def test_every_group_has_its_options():
     assert set(options("experiment")) == {
         "demo", "paper/cifar10_resnet18", "paper/cifar10_wrn28_10", "paper/cifar100_resnet18",
         "paper/cifar100_wrn28_10", "paper/tiny_imagenet_resnet18", "paper/tiny_imagenet_wrn28_10",
-        "paper/imagenet_resnet50", "paper/cifar100_vit_tiny",
+        "paper/imagenet_resnet50", "paper/cifar100_vit_tiny", "grid",
     }
 
 

@@ -10,7 +10,7 @@
 - `check_available(dataset_cfg)`: the config-time check that the data exists.
 """
 
-from .api import DATASETS, IN_MEMORY, build_dataset, check_available, is_in_memory, load_tensors
+from .api import DATASETS, IN_MEMORY, build_dataset, check_available, is_in_memory, load_tensors, prepare
 from .common import DatasetUnavailableError
 from .loader import SeededBatchSampler, SeededLoader, build_loader, epoch_generator
 from .memory import InMemoryImages
@@ -28,6 +28,7 @@ __all__ = [
     "build_loader",
     "build_transform",
     "check_available",
+    "prepare",
     "epoch_generator",
     "is_in_memory",
     "load_tensors",

@@ -92,6 +92,28 @@ def check_available(dataset_cfg: Mapping[str, Any]) -> None:
     raise DatasetUnavailableError(f"dataset {name}: data folder {folder} does not exist and download is off; {hint}")
 
 
+def prepare(dataset_cfg: Mapping[str, Any]) -> None:
+    """Download what `dataset.download=true` asks for now, before any work, so that a missing
+    network is one line at launch rather than a traceback inside the first epoch."""
+    kind = _kind(dataset_cfg)
+    if kind.folder is None or not kind.downloadable or not bool(setting(dataset_cfg, "download", False)):
+        return
+    folder = kind.folder(dataset_cfg)
+    if folder.is_dir():
+        return
+    name = dataset_name(dataset_cfg)
+    try:
+        kind.load(dataset_cfg, "test")  # the readers download what is missing
+    except DatasetUnavailableError:
+        raise
+    except OSError as error:  # URLError, timeouts, refused connections, a read-only data_dir
+        reason = getattr(error, "reason", None) or error.strerror or error
+        raise DatasetUnavailableError(
+            f"cannot download {name} into {folder.parent}: {reason}; put the files there "
+            f"or set dataset.download=false and dataset.root=<the folder that holds them>"
+        ) from None
+
+
 def load_tensors(dataset_cfg: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole split as (uint8 N×C×H×W images, int64 N labels), checked against the config."""
     kind = _kind(dataset_cfg)

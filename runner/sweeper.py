@@ -1,0 +1,210 @@
+"""A Hydra sweeper that plans the whole sweep before launching any job of it.
+
+For every cell of a multirun it composes the config, validates it, and works
+out the cell's folder (grid axes + variant, runner.identity). Then:
+
+- if any cell cannot work, nothing is launched: one `error:` line per bad
+  cell names it and the value, and the command exits with status 2;
+- cells whose folder already holds a finished run of the same effective config,
+  cells another process is training (a live lock), and cells that two points of
+  the sweep map to (e.g. SGD under two values of `sam.rho`) are not launched;
+- the rest go to the launcher (basic, local or SLURM) in one batch, each job
+  told its variant, and `sweep_plan.json` lists every cell for `runner.status`.
+
+Selected by conf/config.yaml (`override hydra/sweeper: validating`), so every
+launcher and preset gets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from runner import identity, records
+from runner.io import atomic_write_json
+from runner.lock import lock_holder
+from runner.validate import problems
+
+log = logging.getLogger(__name__)
+PLAN_FILE = "sweep_plan.json"
+
+
+@dataclass
+class PlannedCell:
+    index: int
+    overrides: list[str]
+    run_dir: Path
+    cell: str
+    variant: str
+    variant_values: dict[str, Any]
+    action: str = "launch"  # launch | skip-finished | skip-duplicate | skip-running
+    reason: str = ""
+    job_num: int | None = None
+
+
+class ValidatingSweeper(BasicSweeper):
+    """BasicSweeper's grid, composed and validated up front; finished cells are never launched."""
+
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self._references: dict[tuple[str, ...], DictConfig] = {}
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        grid = self.split_arguments(parser.parse_overrides(self._parse_config() + list(arguments)), None)[0]
+        cells, errors = self._plan(grid)
+        if errors:
+            for line in errors:
+                print(f"error: {line}", file=sys.stderr)
+            print(f"error: nothing was launched ({len(errors)} problem(s) in {len(cells)} cells)", file=sys.stderr)
+            sys.exit(2)
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        jobs = [cell for cell in cells if cell.action == "launch"]
+        for number, cell in enumerate(jobs):
+            cell.job_num = number
+        summary = _summary_callback(self.hydra_context)
+        _write_quietly(sweep_dir / PLAN_FILE, _plan_record(cells, self.config, summary))
+        if summary is not None:
+            summary.note_skipped([_skipped_outcome(cell) for cell in cells if cell.action != "launch"])
+        for cell in cells:
+            if cell.action != "launch":
+                log.info("not launched: %s (%s)", cell.cell, cell.reason)
+        if not jobs:
+            return []
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        except OSError:
+            pass
+        batch = [cell.overrides + [f"variant='{cell.variant}'"] for cell in jobs]
+        results: Sequence[JobReturn] = self.launcher.launch(batch, initial_job_idx=0)
+        return [results]
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+
+    def _compose_reference(self, overrides: list[str]) -> DictConfig:
+        """References repeat across a sweep (every rho value of one cell shares one): compose each once."""
+        key = tuple(overrides)
+        if key not in self._references:
+            self._references[key] = self._compose(list(overrides))
+        return self._references[key]
+
+    def _plan(self, grid: list[list[str]]) -> tuple[list[PlannedCell], list[str]]:
+        """Compose, validate and place every cell; problems come back as one line per bad cell."""
+        launcher = str(OmegaConf.select(self.config, "hydra.launcher._target_") or "")
+        on_cluster = "Slurm" in launcher
+        workers = _workers(self.config)
+        cells: list[PlannedCell] = []
+        errors: list[str] = []
+        seen: dict[Path, PlannedCell] = {}
+        for index, overrides in enumerate(grid):
+            shown = " ".join(overrides) or "(no overrides)"
+            try:
+                cfg = self._compose(overrides)
+                found = problems(cfg, check_environment=not on_cluster, workers=workers)
+                if found:
+                    errors.extend(f"cell [{shown}]: {problem}" for problem in found)
+                    continue
+                cell_identity = identity.cell_identity(cfg, overrides, self._compose_reference,
+                                                       dict(cfg.hydra.runtime.choices))
+                with open_dict(cfg):
+                    cfg.variant = cell_identity.name
+                run_dir = Path(str(cfg.run_dir)).absolute()
+            except Exception as error:  # a composition error names the override itself
+                errors.append(f"cell [{shown}]: {str(error).strip().splitlines()[0]}")
+                continue
+            cell = PlannedCell(index, list(overrides), run_dir, _relative(run_dir, self.config),
+                               cell_identity.name, cell_identity.values)
+            cell.action, cell.reason = _action(cell, cfg, seen)
+            if cell.action == "error":
+                errors.append(f"cell [{shown}]: {cell.reason}")
+                continue
+            seen.setdefault(run_dir, cell)
+            cells.append(cell)
+        return cells, errors
+
+
+def _workers(config: DictConfig) -> int:
+    """Processes per cell the launcher will start (DDP ranks), which must divide every batch."""
+    tasks = OmegaConf.select(config, "hydra.launcher.tasks_per_node") or 1
+    nodes = OmegaConf.select(config, "hydra.launcher.nodes") or 1
+    return int(tasks) * int(nodes)
+
+
+def _relative(run_dir: Path, config: DictConfig) -> str:
+    try:
+        return str(run_dir.relative_to(Path(str(config.hydra.sweep.dir)).absolute()))
+    except ValueError:
+        return str(run_dir)
+
+
+def _action(cell: PlannedCell, cfg: DictConfig, seen: dict[Path, PlannedCell]) -> tuple[str, str]:
+    """What to do with a cell before launching anything: launch it, or why not."""
+    if cell.run_dir in seen:
+        first = seen[cell.run_dir]
+        return "skip-duplicate", f"same effective config as [{' '.join(first.overrides)}]"
+    existing = records.read_result(cell.run_dir)
+    if existing and existing.get("status") in records.FINISHED_STATUSES and not cfg.force:
+        stored = existing.get("config")
+        if isinstance(stored, dict) and identity.differences(
+                identity.computed_values(stored), identity.computed_values(cfg)):
+            diff = identity.differences(identity.computed_values(cfg), identity.computed_values(stored))
+            return "error", (f"{cell.run_dir} holds a {existing['status']} run of another config "
+                             f"({', '.join(sorted(diff)[:4])} differ); force=true replaces it")
+        return "skip-finished", f"already {existing['status']}"
+    holder = lock_holder(cell.run_dir)
+    if holder is not None:
+        return "skip-running", (f"being trained by pid {holder.get('pid')} on {holder.get('host')}"
+                                + (f" (SLURM job {holder['slurm_job_id']})" if holder.get("slurm_job_id") else ""))
+    return "launch", ""
+
+
+def _summary_callback(context: Any) -> Any:
+    from runner.sweep_summary import SweepSummary
+
+    for callback in getattr(context.callbacks, "callbacks", []):
+        if isinstance(callback, SweepSummary):
+            return callback
+    return None
+
+
+def _plan_record(cells: list[PlannedCell], config: DictConfig, summary: Any) -> dict[str, Any]:
+    launcher = str(OmegaConf.select(config, "hydra.runtime.choices")["hydra/launcher"])
+    return {
+        "schema_version": 1,
+        "sweep_id": getattr(summary, "sweep_id", None),
+        "created": time.time(),
+        "launcher": launcher,
+        "sweep_dir": str(Path(str(config.hydra.sweep.dir)).absolute()),
+        "cells": [
+            {"index": c.index, "job_num": c.job_num, "run_dir": str(c.run_dir), "cell": c.cell,
+             "overrides": c.overrides, "variant": c.variant, "variant_values": c.variant_values,
+             "action": c.action, "reason": c.reason}
+            for c in cells
+        ],
+    }
+
+
+def _skipped_outcome(cell: PlannedCell) -> dict[str, Any]:
+    return {"status": "skipped", "overrides": cell.overrides, "run_dir": str(cell.run_dir),
+            "log": str(cell.run_dir / "run.log"), "reason": cell.reason, "action": cell.action}
+
+
+def _write_quietly(path: Path, record: dict[str, Any]) -> None:
+    """The plan helps `runner.status`; a read-only results tree must not stop a relaunch that trains nothing."""
+    try:
+        atomic_write_json(path, record)
+    except OSError as error:
+        log.warning("could not write %s: %s", path, error)
