@@ -13,31 +13,21 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from .average_case import average_case_sharpness
-from .hessian import hessian_top_eigenvalue, hessian_trace
+from .kinds import KINDS
 from .model_state import borrowed, model_device, unwrap
 from .objective import LossFn, Objective
 from .precision import float32_exact
 from .settings import normalize
-from .worst_case import worst_case_sharpness
 
 log = logging.getLogger(__name__)
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]  # (inputs, targets) pairs, on the model's device
-
-_MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
-    "worst_case": worst_case_sharpness,
-    "average_case": average_case_sharpness,
-    "hessian_eig": hessian_top_eigenvalue,
-    "hessian_trace": hessian_trace,
-}
-
 
 @dataclass(frozen=True)
 class SharpnessResult:
@@ -83,9 +73,11 @@ def measure(
     """Compute one sharpness measure of `model` on `batches`; the model is returned unchanged.
 
     `settings` is one measure's mapping (missing keys take the defaults of its
-    `kind`); `device` defaults to the model's and must be where the model is;
-    `loss_fn(outputs, targets)` defaults to cross-entropy; `seed` overrides
-    `settings.seed` for the random starts and noise.
+    `kind`); `name` is the measure's name in logs, errors and the result (its
+    key under `sharpness:`), the kind when not given; `device` defaults to the
+    model's and must be where the model is; `loss_fn(outputs, targets)`
+    defaults to cross-entropy; `seed` overrides `settings.seed` for the random
+    starts and noise.
     """
     settings = normalize(name or str(dict(settings).get("kind")), settings)
     name = name or settings["kind"]
@@ -99,7 +91,7 @@ def measure(
     start = time.perf_counter()
     with float32_exact(here.type), borrowed(model) as lent, torch.enable_grad():
         generator = torch.Generator(device=here).manual_seed(settings["seed"] if seed is None else int(seed))
-        outputs = _MEASURES[settings["kind"]](
+        outputs = KINDS[settings["kind"]].measure(
             Objective(model, lent.params, loss_fn), lent, data, settings, generator, report
         )
     outputs["wall_time_s"] = round(time.perf_counter() - start, 3)

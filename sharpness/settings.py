@@ -1,10 +1,12 @@
-"""The settings of one sharpness measure: defaults per kind, and the checks run before any work.
+"""The settings of one sharpness measure: completed from its kind's defaults, checked before any work.
 
 A measure is a mapping such as the options of `conf/sharpness/` write
 (`{kind: worst_case, ball: linf, rho: 0.0002, ...}`). Keys left out take the
-defaults below, so the Python API accepts `{"kind": "worst_case", "rho": 0.01}`;
-a key that the kind does not know is an error, because a typo (`rh0`) would
-otherwise be a flag that silently does nothing.
+defaults of the kind's entry in `sharpness.kinds.KINDS`, so the Python API
+accepts `{"kind": "worst_case", "rho": 0.01}`; a key that the kind does not know
+is an error, because a typo (`rh0`) would otherwise be a flag that silently does
+nothing. `name` below is the measure's name (its key under `sharpness:`), never
+its kind; see `sharpness.kinds`.
 """
 
 from __future__ import annotations
@@ -15,35 +17,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-KINDS = ("worst_case", "average_case", "hessian_eig", "hessian_trace")
+from .kinds import KINDS, defaults
+
 BALLS = ("linf", "l2")
 SPLITS = ("train", "test")
 SUBSETS = ("random", "first")
-
-# Which examples are measured: shared by every kind, read by `runner.remeasure.measure_all`.
-_DATA_DEFAULTS: dict[str, Any] = {
-    "examples": 1024,  # number of examples (null: the whole split)
-    "batch_size": 128,  # m of m-sharpness; only a memory bound for the Hessian measures
-    "split": "train",
-    "augment": False,
-    "subset": "random",  # random: a seeded sample of the split; first: its first `examples`
-    "seed": 0,
-    "verbose": False,  # one log line per batch (per iteration for the Hessian measures)
-}
-
-# The paper's protocol (Andriushchenko et al. 2023 as used by Harada & Iiduka 2024).
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "worst_case": {
-        "kind": "worst_case", "ball": "linf", "adaptive": False, "rho": 0.0002,
-        "iterations": 20, "restarts": 1, "random_start": False, **_DATA_DEFAULTS,
-    },
-    "average_case": {
-        "kind": "average_case", "ball": "linf", "adaptive": False, "rho": 0.0002,
-        "samples": 10, **_DATA_DEFAULTS,
-    },
-    "hessian_eig": {"kind": "hessian_eig", "iterations": 100, "tolerance": 1e-3, **_DATA_DEFAULTS},
-    "hessian_trace": {"kind": "hessian_trace", "samples": 100, **_DATA_DEFAULTS},
-}
 
 _BOOLS = ("adaptive", "random_start", "augment", "verbose")
 
@@ -68,13 +46,13 @@ def normalize(name: str, settings: Mapping[str, Any] | DictConfig) -> dict[str, 
     if not isinstance(given, dict):
         raise ValueError(f"sharpness.{name} must be a mapping of settings, got {type(settings).__name__}")
     kind = given.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"sharpness.{name}.kind={kind!r}: must be one of {list(KINDS)}")
-    defaults = _DEFAULTS[kind]
-    unknown = sorted(set(given) - set(defaults))
+    complete = defaults(kind)
+    unknown = sorted(set(given) - set(complete))
     if unknown:
-        raise ValueError(f"sharpness.{name}: unknown key(s) {unknown} for kind {kind}; valid: {sorted(defaults)}")
-    merged = {key: given.get(key, default) for key, default in defaults.items()}
+        raise ValueError(f"sharpness.{name}: unknown key(s) {unknown} for kind {kind}; valid: {sorted(complete)}")
+    merged = {key: given.get(key, default) for key, default in complete.items()}
     _check(name, merged)
     return merged
 
@@ -115,7 +93,7 @@ def _check(name: str, settings: dict[str, Any]) -> None:
     if settings["examples"] is not None:
         integer("examples", 1)
         # m-sharpness needs equal batches of m; for the Hessian measures batch_size only bounds memory.
-        if settings["kind"] in ("worst_case", "average_case"):
+        if KINDS[settings["kind"]].equal_batches:
             if settings["batch_size"] > settings["examples"]:
                 fail("batch_size", f"m = batch_size must not exceed examples={settings['examples']}")
             if settings["examples"] % settings["batch_size"]:

@@ -1,0 +1,57 @@
+"""One registry per concept, and the configs, the checks and the code all agree with it.
+
+Sharpness kinds (`sharpness.kinds.KINDS`), datasets (`runner.data.DATASETS`), augmentation
+recipes and crops (`runner.data.AUGMENTATIONS`, `runner.data.CROPS`), loaders
+(`runner.data.LOADERS`) and lr policies (`runner.schedule.LR_POLICIES`): each test reads the
+registry and the files under conf/ that name its entries, so a new entry that a config lacks,
+or a config value no registry knows, fails here rather than at launch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import sharpness
+from sharpness.kinds import DATA_DEFAULTS, KINDS, defaults
+from sharpness.settings import normalize
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+SHARPNESS_OPTIONS = sorted(p for p in (CONF / "sharpness").glob("*.yaml") if p.stem != "none")
+
+
+def option_measures(path: Path) -> dict:
+    """The measures a conf/sharpness option defines, as plain dicts: {name: settings}."""
+    return OmegaConf.to_container(OmegaConf.load(path))
+
+
+# -- sharpness kinds ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SHARPNESS_OPTIONS, ids=lambda p: p.stem)
+def test_every_sharpness_option_spells_out_exactly_its_kinds_settings(path):
+    (name, settings), = option_measures(path).items()
+    assert name == path.stem  # the measure's name is the option's name
+    assert settings["kind"] in KINDS
+    assert list(settings) == list(defaults(settings["kind"]))  # the same keys, in the records' order
+    assert normalize(name, settings) == settings  # nothing dropped, nothing added
+
+
+def test_every_kind_is_offered_by_some_option():
+    offered = {option_measures(path)[path.stem]["kind"] for path in SHARPNESS_OPTIONS}
+    assert offered == set(KINDS)
+
+
+def test_the_package_exports_the_one_registry():
+    assert sharpness.KINDS is KINDS
+    for kind, entry in KINDS.items():
+        assert callable(entry.measure)
+        assert not set(entry.settings) & (set(DATA_DEFAULTS) | {"kind"})  # each setting defined once
+        assert defaults(kind)["kind"] == kind
+
+
+def test_an_unknown_kind_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"kind='sharpest': must be one of \['worst_case', 'average_case'"):
+        defaults("sharpest")
