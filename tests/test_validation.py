@@ -152,3 +152,20 @@ def test_result_files_follow_the_umask(tmp_path):
     for name in ("result.json", "metrics.csv", "model.pt", "config.yaml"):
         mode = (record.parent / name).stat().st_mode & 0o777
         assert mode == 0o644, (name, oct(mode), result.stderr)
+
+
+def test_a_batch_the_workers_cannot_split_is_refused(finished_root):
+    # torchrun sets WORLD_SIZE; the configured batch is global and must split evenly over the ranks.
+    result = launch([*QUICK, "train.batch_size=30", f"results_root={finished_root}"], env={"WORLD_SIZE": "4"})
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "schedule.stages[0].batch_size=30 is not divisible by the 4 workers" in line
+
+
+def test_a_sweep_checks_divisibility_against_its_launcher(tmp_path):
+    result = launch(["-m", *QUICK, "optimizer=sgd,sam", "train.batch_size=30", "hydra/launcher=local",
+                     "hydra.launcher.tasks_per_node=4", f"results_root={tmp_path}"])
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: cell")]
+    assert len(errors) == 2 and all("not divisible by the 4 workers" in line for line in errors)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
