@@ -11,10 +11,33 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
 
-LR_POLICIES = ("constant", "cosine", "linear")
+# progress through the decay (0 after the warm-up, 1 at the last step), min_lr_ratio -> lr multiplier
+LrPolicy = Callable[[float, float], float]
+
+
+def _constant(progress: float, min_lr_ratio: float) -> float:
+    return 1.0
+
+
+def _cosine(progress: float, min_lr_ratio: float) -> float:
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _linear(progress: float, min_lr_ratio: float) -> float:
+    return 1.0 - (1.0 - min_lr_ratio) * progress
+
+
+# The lr policies `schedule.lr_policy` may name; validation and `Schedule` both read this table.
+LR_POLICIES: Mapping[str, LrPolicy] = MappingProxyType({
+    "constant": _constant,
+    "cosine": _cosine,
+    "linear": _linear,
+})
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,7 @@ class Schedule:
             raise ValueError(f"schedule.warmup_epochs={warmup_epochs} must be >= 0 and below the total epochs")
         self.train_size = train_size
         self.lr_policy = lr_policy
+        self._decay = LR_POLICIES[lr_policy]
         self.min_lr_ratio = min_lr_ratio
         self.warmup_start_ratio = warmup_start_ratio
         self.rho_follows_lr = rho_follows_lr
@@ -115,17 +139,12 @@ class Schedule:
         return bisect.bisect_right(self._epoch_start_step, step) - 1
 
     def lr_factor(self, step: int) -> float:
-        """Multiplier of the peak lr at optimizer step `step` (0-based)."""
+        """Multiplier of the peak lr at optimizer step `step` (0-based): the linear warm-up, then the policy."""
         if step < self.warmup_steps:
             progress = step / self.warmup_steps
             return self.warmup_start_ratio + (1.0 - self.warmup_start_ratio) * progress
-        if self.lr_policy == "constant":
-            return 1.0
         decay_steps = max(self.total_steps - self.warmup_steps - 1, 1)
-        progress = min((step - self.warmup_steps) / decay_steps, 1.0)
-        if self.lr_policy == "cosine":
-            return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - (1.0 - self.min_lr_ratio) * progress
+        return self._decay(min((step - self.warmup_steps) / decay_steps, 1.0), self.min_lr_ratio)
 
     def lr_at(self, step: int, peak_lr: float) -> float:
         return peak_lr * self.lr_factor(step)

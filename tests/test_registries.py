@@ -55,3 +55,30 @@ def test_the_package_exports_the_one_registry():
 def test_an_unknown_kind_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"kind='sharpest': must be one of \['worst_case', 'average_case'"):
         defaults("sharpest")
+
+
+# -- lr policies -------------------------------------------------------------------------------------
+
+
+def test_every_schedule_option_names_a_known_lr_policy():
+    from runner.schedule import LR_POLICIES
+
+    named = {OmegaConf.load(path).lr_policy for path in (CONF / "schedule").glob("*.yaml")}
+    assert named <= set(LR_POLICIES)
+    assert set(LR_POLICIES) == {"constant", "cosine", "linear"}
+
+
+def test_each_lr_policy_starts_at_the_peak_and_the_decays_end_at_the_floor():
+    from runner.schedule import LR_POLICIES
+
+    for name, policy in LR_POLICIES.items():
+        assert policy(0.0, 0.05) == 1.0
+        assert policy(1.0, 0.05) == pytest.approx(1.0 if name == "constant" else 0.05)
+        assert policy(0.5, 0.05) == pytest.approx({"constant": 1.0, "cosine": 0.525, "linear": 0.525}[name])
+
+
+def test_an_unknown_lr_policy_is_refused_not_taken_for_linear():
+    from runner.schedule import Schedule, Stage
+
+    with pytest.raises(ValueError, match=r"schedule.lr_policy='step' is not one of constant, cosine, linear"):
+        Schedule([Stage(10, 1)], 100, lr_policy="step")
