@@ -80,5 +80,7 @@ def test_each_lr_policy_starts_at_the_peak_and_the_decays_end_at_the_floor():
 def test_an_unknown_lr_policy_is_refused_not_taken_for_linear():
     from runner.schedule import Schedule, Stage
 
+    # Stages, ratios and warm-up are checked by runner.validate at launch (tests/test_validation.py);
+    # the policy name is the one value Schedule itself checks, as it looks it up.
     with pytest.raises(ValueError, match=r"schedule.lr_policy='step' is not one of constant, cosine, linear"):
         Schedule([Stage(10, 1)], 100, lr_policy="step")
