@@ -293,11 +293,25 @@ def _stage_problems(cfg: DictConfig, bad: set[str], workers: int) -> list[str]:
     return found
 
 
+def _path_problems(cfg: DictConfig, bad: set[str]) -> list[str]:
+    """A run folder given by hand must stay inside results_root, like the ones the config names."""
+    node = cfg._get_node("run_dir") if "run_dir" in cfg else None
+    written = None if node is None else node._value()
+    if "results_root" in bad or not isinstance(written, str) or "${" in written:
+        return []  # the default: built from results_root, experiment_name (checked) and the cell
+    root = Path(str(cfg.results_root)).resolve()
+    if not Path(written).resolve().is_relative_to(root):
+        return [f"run_dir={written!r} must lie inside results_root={str(cfg.results_root)!r}; "
+                f"set results_root (and experiment_name) instead of run_dir"]
+    return []
+
+
 def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool, workers: int) -> list[str]:
     from runner.models import model_problems
     import sharpness
 
     found = _stage_problems(cfg, bad, workers)
+    found.extend(_path_problems(cfg, bad))
     if "train.epochs" not in bad and "schedule.warmup_epochs" not in bad and (
             cfg.schedule.warmup_epochs >= cfg.train.epochs):
         found.append(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} must be below "

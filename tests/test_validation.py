@@ -49,6 +49,7 @@ BAD = [
     ("deterministic=2", "deterministic=2"),
     ("experiment_name=../../x", "experiment_name='../../x'"),
     ("experiment_name=/tmp/elsewhere", "experiment_name='/tmp/elsewhere'"),
+    ("run_dir=/tmp/elsewhere", "run_dir='/tmp/elsewhere' must lie inside results_root"),
     ("dataset.loader=foo", "dataset.loader='foo'"),
     ("dataset.augment=foo", "dataset.augment='foo'"),
     ("dataset.num_classes=1", "dataset.num_classes=1"),
