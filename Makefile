@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo lint test test-all bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) launch.py -m experiment=demo
 	$(PY) -m analysis $${SAM_RESULTS_ROOT:-results}/demo
+
+# ruff, as configured in pyproject.toml (CI runs it before the tests).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
