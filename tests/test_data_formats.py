@@ -22,7 +22,7 @@ def tiny_cfg(root, **overrides):
 
 def imagenet_cfg(root, **overrides):
     return {**BASE, "name": "imagenet", "root": str(root), "num_classes": 3, "image_size": 224, "channels": 3,
-            "train_size": 6, **overrides}
+            "train_size": 6, "crop": "resized", **overrides}
 
 
 def digits_cfg(**overrides):
@@ -248,5 +248,6 @@ def test_cifar_download_path_writes_into_root(tmp_path, monkeypatch):
 
 def test_imagenet_folder_without_either_layout(tmp_path):
     (tmp_path / "train").mkdir()
-    with pytest.raises(DatasetUnavailableError, match="neither train/ and val/ class folders nor the ILSVRC2012 archives"):
+    message = "neither train/ and val/ class folders nor the ILSVRC2012 archives"
+    with pytest.raises(DatasetUnavailableError, match=message):
         build_dataset(imagenet_cfg(tmp_path), "train", augment=True)

@@ -1,4 +1,5 @@
-"""Augmentation recipes: off means exact normalisation, crop_flip is a padded crop + flip, vit adds its parts."""
+"""Augmentation recipes: off means exact normalisation, crop_flip is a crop + flip, vit adds its parts; the crop
+(padded or resized) comes from dataset.crop, never from the dataset's name."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms as T
 
-from runner.data import build_dataset, build_transform, load_tensors, mixup_cutmix
+from runner.data import (
+    build_dataset,
+    build_transform,
+    crop_padding,
+    device_can_augment,
+    load_tensors,
+    loader_problems,
+    mixup_cutmix,
+)
 
 CFG = {"name": "synthetic", "num_classes": 4, "image_size": 16, "channels": 3, "train_size": 32, "test_size": 8,
        "seed": 0, "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3], "augment": "crop_flip", "download": False}
@@ -29,7 +38,8 @@ def all_crops_and_flips(image: torch.Tensor, pad: int) -> torch.Tensor:
 
 def test_augment_off_is_exact_normalisation():
     images, labels = load_tensors(CFG, "train")
-    for dataset in (build_dataset(CFG, "train", augment=False), build_dataset({**CFG, "augment": "none"}, "train", True)):
+    plain = {**CFG, "augment": "none"}
+    for dataset in (build_dataset(CFG, "train", augment=False), build_dataset(plain, "train", augment=True)):
         for i in (0, 7):
             image, label = dataset[i]
             assert torch.allclose(image, normalised(images[i]), atol=1e-6) and label == int(labels[i])
@@ -55,10 +65,12 @@ def test_crop_flip_is_a_padded_crop_and_flip():
     assert len(outcomes) > 10  # and it is random
 
 
-def test_crop_padding_is_an_eighth_of_the_size():
-    crop = next(t for t in build_transform({**CFG, "image_size": 32}, train=True, augment=True).transforms
-                if isinstance(t, T.RandomCrop))
-    assert crop.size == (32, 32) and crop.padding == 4
+def test_crop_padding_is_an_eighth_of_the_size_and_at_least_one_pixel():
+    assert [crop_padding(size) for size in (32, 64, 224, 8, 7, 1)] == [4, 8, 28, 1, 1, 1]
+    for size in (32, 4):
+        crop = next(t for t in build_transform({**CFG, "image_size": size}, train=True, augment=True).transforms
+                    if isinstance(t, T.RandomCrop))
+        assert crop.size == (size, size) and crop.padding == crop_padding(size)
 
 
 def test_vit_recipe_parts():
@@ -70,18 +82,47 @@ def test_vit_recipe_parts():
     assert image.shape == (3, 16, 16) and image.dtype == torch.float32
 
 
-def test_imagenet_transforms():
-    cfg = {**CFG, "name": "imagenet", "image_size": 224}
+@pytest.mark.parametrize("name", ["imagenet", "synthetic"])
+def test_the_resized_crop_follows_the_config_whatever_the_name(name):
+    cfg = {**CFG, "name": name, "image_size": 224, "crop": "resized"}
     assert [type(s) for s in build_transform(cfg, train=True, augment=True).transforms][:2] == [
         T.RandomResizedCrop, T.RandomHorizontalFlip]
-    test_steps = build_transform(cfg, train=False, augment=True).transforms
-    assert isinstance(test_steps[0], T.Resize) and test_steps[0].size == 256
-    assert isinstance(test_steps[1], T.CenterCrop) and test_steps[1].size == (224, 224)
+    for train, augment in ((False, True), (True, False), (True, True)):
+        plain = {**cfg, "augment": "none"} if train and augment else cfg
+        steps = build_transform(plain, train=train, augment=augment).transforms
+        assert isinstance(steps[0], T.Resize) and steps[0].size == 256
+        assert isinstance(steps[1], T.CenterCrop) and steps[1].size == (224, 224)
+    vit = build_transform({**cfg, "augment": "vit"}, train=True, augment=True).transforms
+    assert [type(s) for s in vit] == [T.RandomResizedCrop, T.RandomHorizontalFlip, T.AutoAugment, T.ToTensor,
+                                      T.Normalize, T.RandomErasing]
+    assert vit[2].policy == T.AutoAugmentPolicy.IMAGENET
+
+
+def test_the_name_alone_picks_no_crop():
+    steps = build_transform({**CFG, "name": "imagenet"}, train=True, augment=True).transforms  # crop: padded
+    assert [type(s) for s in steps][:2] == [T.RandomCrop, T.RandomHorizontalFlip]
+    assert [type(s) for s in build_transform({**CFG, "name": "imagenet"}, train=False, augment=False).transforms] == [
+        T.ToTensor, T.Normalize]
+
+
+def test_the_device_loader_serves_only_the_padded_crop_flip_or_nothing():
+    assert device_can_augment(CFG) and device_can_augment({**CFG, "augment": "none", "crop": "resized"})
+    assert not device_can_augment({**CFG, "augment": "vit"})
+    assert not device_can_augment({**CFG, "crop": "resized"})
+    device = {**CFG, "loader": "device"}
+    assert loader_problems(device) == [] and loader_problems({**CFG, "loader": "torchvision", "augment": "vit"}) == []
+    (problem,) = loader_problems({**device, "crop": "resized"})
+    assert problem.startswith("dataset.loader=device cannot apply dataset.augment=crop_flip with dataset.crop=resized")
+    (problem,) = loader_problems({**device, "name": "imagenet"})
+    assert problem == "dataset.loader=device cannot hold imagenet in memory; use dataset.loader=torchvision"
+    assert loader_problems({**CFG, "loader": "dali"}) == ["dataset.loader='dali' must be one of device, torchvision"]
 
 
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match=r"dataset.augment='autoaug'; valid: \['crop_flip', 'vit', 'none'\]"):
         build_transform({**CFG, "augment": "autoaug"}, train=True, augment=True)
+    with pytest.raises(ValueError, match=r"dataset.crop='centre'; valid: \['padded', 'resized'\]"):
+        build_transform({**CFG, "crop": "centre"}, train=False, augment=False)
     with pytest.raises(ValueError, match="dataset.mean has 1 values, expected one per channel"):
         build_transform({**CFG, "mean": [0.5]}, train=False, augment=False)
     with pytest.raises(ValueError, match="dataset.image_size is required"):

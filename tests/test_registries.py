@@ -84,3 +84,55 @@ def test_an_unknown_lr_policy_is_refused_not_taken_for_linear():
     # the policy name is the one value Schedule itself checks, as it looks it up.
     with pytest.raises(ValueError, match=r"schedule.lr_policy='step' is not one of constant, cosine, linear"):
         Schedule([Stage(10, 1)], 100, lr_policy="step")
+
+
+# -- datasets, augmentation recipes, crops, loaders ----------------------------------------------------
+
+DATASET_OPTIONS = sorted((CONF / "dataset").glob("*.yaml"))
+REPO = CONF.parent
+
+
+def dataset_option(path: Path) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(path))  # unresolved: ${data_dir} stays a string
+
+
+def test_every_dataset_has_an_option_and_every_option_a_registered_dataset():
+    from runner.data import DATASETS
+
+    assert sorted(dataset_option(path)["name"] for path in DATASET_OPTIONS) == sorted(DATASETS)
+    assert all(dataset_option(path)["name"] == path.stem for path in DATASET_OPTIONS)
+
+
+@pytest.mark.parametrize("path", DATASET_OPTIONS, ids=lambda p: p.stem)
+def test_every_dataset_option_names_registered_recipes_and_a_loader_that_serves_it(path):
+    from runner.data import AUGMENTATIONS, CROPS, LOADERS, loader_problems
+
+    option = dataset_option(path)
+    assert option["augment"] in AUGMENTATIONS
+    assert option.get("crop", "padded") in CROPS
+    assert option["loader"] in LOADERS
+    assert loader_problems(option) == []
+
+
+def test_the_dataset_name_is_compared_nowhere_but_in_the_data_registry():
+    """`runner/data/api.py` maps names to readers; everything else reads the dataset's config keys."""
+    import ast
+
+    from runner.data import DATASETS
+
+    found = []
+    for path in sorted([*(REPO / "runner").rglob("*.py"), *(REPO / "sharpness").rglob("*.py")]):
+        if path == REPO / "runner" / "data" / "api.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                constants = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+                found += [f"{path.relative_to(REPO)}:{node.lineno}" for c in constants if c in DATASETS]
+    assert found == []
+
+
+def test_the_loaders_are_one_tuple():
+    import runner.data
+    from runner.data.api import LOADERS
+
+    assert runner.data.LOADERS is LOADERS == ("device", "torchvision")

@@ -8,18 +8,34 @@
 - `build_loader(dataset, batch_size, ...)`: a seeded DataLoader for that path.
 - `mixup_cutmix(settings, num_classes)`: the ViT recipe's batch-level mixing.
 - `check_available(dataset_cfg)`: the config-time check that the data exists.
+- The registries the configs and validation read: `DATASETS` (`dataset.name`),
+  `AUGMENTATIONS` (`dataset.augment`), `CROPS` (`dataset.crop`), `LOADERS`
+  (`dataset.loader`); `loader_problems(dataset_cfg)` checks the loader against
+  the dataset, `crop_padding(image_size)` is the random crop's padding.
 """
 
-from .api import DATASETS, IN_MEMORY, build_dataset, check_available, is_in_memory, load_tensors, prepare
+from .api import (
+    DATASETS,
+    IN_MEMORY,
+    LOADERS,
+    build_dataset,
+    check_available,
+    is_in_memory,
+    load_tensors,
+    loader_problems,
+    prepare,
+)
 from .common import DatasetUnavailableError
 from .loader import SeededBatchSampler, SeededLoader, build_loader, epoch_generator
 from .memory import InMemoryImages
-from .transforms import AUGMENTATIONS, build_transform, mixup_cutmix
+from .transforms import AUGMENTATIONS, CROPS, build_transform, crop_padding, device_can_augment, mixup_cutmix
 
 __all__ = [
     "AUGMENTATIONS",
+    "CROPS",
     "DATASETS",
     "IN_MEMORY",
+    "LOADERS",
     "DatasetUnavailableError",
     "InMemoryImages",
     "SeededBatchSampler",
@@ -28,9 +44,12 @@ __all__ = [
     "build_loader",
     "build_transform",
     "check_available",
+    "crop_padding",
+    "device_can_augment",
     "prepare",
     "epoch_generator",
     "is_in_memory",
     "load_tensors",
+    "loader_problems",
     "mixup_cutmix",
 ]

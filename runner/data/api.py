@@ -1,11 +1,14 @@
-"""The data layer's entry points: `load_tensors`, `build_dataset`, `check_available`.
+"""The data layer's entry points: `load_tensors`, `build_dataset`, `check_available`, and its two registries.
 
-A table maps each `dataset.name` to how it is read; the functions here are the
-only place that branches on the name, so adding a dataset is one entry.
+`DATASETS` maps each `dataset.name` to how it is read; the functions here are
+the only place that branches on the name, so adding a dataset is one entry here
+and one `conf/dataset/<name>.yaml` (its augmentation and crop are keys there,
+see `runner.data.transforms`). `LOADERS` are the values of `dataset.loader`.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +17,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-import importlib
-
 from . import digits, synthetic, tiny_imagenet
 from .common import DatasetUnavailableError, check_split, check_tensors, dataset_name, setting
 from .memory import InMemoryImages
-from .transforms import build_transform
+from .transforms import augmentation, build_transform, cropping, device_can_augment
+
 
 def _deferred(module: str, function: str) -> Callable:
     """`runner.data.<module>.<function>`, imported at the first call.
@@ -58,6 +60,10 @@ DATASETS: dict[str, DatasetKind] = {
 }
 IN_MEMORY = tuple(name for name, kind in DATASETS.items() if kind.load is not None)
 
+# `dataset.loader`: `device` holds an in-memory dataset on the training device and cuts augmented
+# batches there (runner.device_loader); `torchvision` reads PIL images through a DataLoader (any dataset).
+LOADERS = ("device", "torchvision")
+
 
 def _kind(dataset_cfg: Mapping[str, Any]) -> DatasetKind:
     name = dataset_name(dataset_cfg)
@@ -69,6 +75,23 @@ def _kind(dataset_cfg: Mapping[str, Any]) -> DatasetKind:
 def is_in_memory(dataset_cfg: Mapping[str, Any]) -> bool:
     """Whether `load_tensors` serves this dataset (so the device loader can)."""
     return _kind(dataset_cfg).load is not None
+
+
+def loader_problems(dataset_cfg: Mapping[str, Any]) -> list[str]:
+    """Why `dataset.loader` cannot serve this dataset as configured, one line each (empty when it can)."""
+    loader = str(setting(dataset_cfg, "loader"))
+    if loader not in LOADERS:
+        return [f"dataset.loader={loader!r} must be one of {', '.join(LOADERS)}"]
+    if loader != "device":
+        return []
+    name = dataset_name(dataset_cfg)
+    if not is_in_memory(dataset_cfg):
+        return [f"dataset.loader=device cannot hold {name} in memory; use dataset.loader=torchvision"]
+    if not device_can_augment(dataset_cfg):
+        return [f"dataset.loader=device cannot apply dataset.augment={augmentation(dataset_cfg)} with "
+                f"dataset.crop={cropping(dataset_cfg)} (it does crop_flip with the padded crop, or none); "
+                f"use dataset.loader=torchvision"]
+    return []
 
 
 def check_available(dataset_cfg: Mapping[str, Any]) -> None:
@@ -144,9 +167,11 @@ def build_dataset(dataset_cfg: Mapping[str, Any], split: str, augment: bool) -> 
 __all__ = [
     "DATASETS",
     "IN_MEMORY",
+    "LOADERS",
     "DatasetUnavailableError",
     "build_dataset",
     "check_available",
     "is_in_memory",
     "load_tensors",
+    "loader_problems",
 ]

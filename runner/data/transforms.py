@@ -1,22 +1,29 @@
-"""PIL transforms of the torchvision path and the batch-level parts of the ViT recipe.
+"""PIL transforms of the torchvision path, the crop padding rule, and the batch-level parts of the ViT recipe.
 
-`dataset.augment` picks the training recipe:
+Two keys of the dataset config choose the training transform, never its name:
 
-- `crop_flip`: RandomCrop(image_size, padding=image_size // 8) + horizontal
-  flip, the CNN recipe of the paper (padding 4 at 32 px);
-- `vit`: crop_flip + AutoAugment (CIFAR-10 policy) + RandomErasing(p=0.25),
-  the per-image half of the authors' ViT recipe; mixup/cutmix (`mixup_cutmix`)
-  and repeated augmentation (`runner.data.loader`) are the batch-level half;
-- `none`: no augmentation.
+- `dataset.augment`, the recipe: `crop_flip` (a random crop + horizontal
+  flip, the CNN recipe of the paper), `vit` (crop_flip + AutoAugment +
+  RandomErasing(p=0.25), the per-image half of the authors' ViT recipe;
+  mixup/cutmix (`mixup_cutmix`) and repeated augmentation
+  (`runner.data.loader`) are the batch-level half) or `none`;
+- `dataset.crop`, how an image is cut to `image_size` (`CROPS`): `padded` for
+  images stored at that size (a random crop of the zero-padded image, padding
+  `crop_padding(image_size)`; evaluation takes the image as it is; AutoAugment
+  with the CIFAR-10 policy), `resized` for images of any size, ImageNet's
+  (RandomResizedCrop; evaluation resizes to image_size * 256/224 and takes the
+  centre crop; AutoAugment with the ImageNet policy). Absent, it is `padded`.
 
-ImageNet uses RandomResizedCrop + flip for training and Resize + CenterCrop
-for testing instead of the padded crop. Every recipe ends with ToTensor and
-per-channel Normalize; test transforms never augment.
+Every recipe ends with ToTensor and per-channel Normalize; test transforms
+never augment. `runner.device_loader` implements `crop_flip` with the padded
+crop on the device; `device_can_augment` says whether a dataset's recipe is that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .common import channel_stats, dataset_name, setting
@@ -27,15 +34,67 @@ if TYPE_CHECKING:
 
 AUGMENTATIONS = ("crop_flip", "vit", "none")
 # mixup/cutmix settings of the ViT recipe (DeiT's alphas; probability and smoothing from the protocol)
-MIXUP_DEFAULTS = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mixup_prob": 0.5, "mixup_switch_prob": 0.5, "label_smoothing": 0.1}
+MIXUP_DEFAULTS = {
+    "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mixup_prob": 0.5, "mixup_switch_prob": 0.5, "label_smoothing": 0.1,
+}
+
+
+def crop_padding(image_size: int) -> int:
+    """Zero padding of the random crop: an eighth of the side (4 px at 32 px, the protocol's), at least 1 px.
+
+    The one statement of the rule: the torchvision transform, the device loader's
+    callers and the benchmarks all take the padding from here.
+    """
+    return max(1, int(image_size) // 8)
+
+
+Steps = Callable[[Any, int], list]  # (torchvision.transforms, image_size) -> PIL transforms
+
+
+@dataclass(frozen=True)
+class Crop:
+    """How an image is cut to image_size: randomly when training augments, deterministically otherwise."""
+
+    random: Steps  # the training crop, before the flip
+    plain: Steps  # evaluation and un-augmented training
+    autoaugment: str  # the `T.AutoAugmentPolicy` the ViT recipe applies to such images
+
+
+CROPS: Mapping[str, Crop] = MappingProxyType({
+    "padded": Crop(
+        random=lambda T, size: [T.RandomCrop(size, padding=crop_padding(size))],
+        plain=lambda T, size: [],  # the images already are image_size
+        autoaugment="CIFAR10",
+    ),
+    "resized": Crop(
+        random=lambda T, size: [T.RandomResizedCrop(size)],
+        plain=lambda T, size: [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)],  # 256 → 224 at 224 px
+        autoaugment="IMAGENET",
+    ),
+})
 
 
 def augmentation(dataset_cfg: Mapping[str, Any]) -> str:
     """`dataset.augment`, checked against the known recipes."""
     recipe = str(setting(dataset_cfg, "augment", "none"))
     if recipe not in AUGMENTATIONS:
-        raise ValueError(f"dataset {dataset_name(dataset_cfg)}: dataset.augment={recipe!r}; valid: {list(AUGMENTATIONS)}")
+        raise ValueError(
+            f"dataset {dataset_name(dataset_cfg)}: dataset.augment={recipe!r}; valid: {list(AUGMENTATIONS)}")
     return recipe
+
+
+def cropping(dataset_cfg: Mapping[str, Any]) -> str:
+    """`dataset.crop` (`padded` when absent), checked against `CROPS`."""
+    name = str(setting(dataset_cfg, "crop", "padded"))
+    if name not in CROPS:
+        raise ValueError(f"dataset {dataset_name(dataset_cfg)}: dataset.crop={name!r}; valid: {list(CROPS)}")
+    return name
+
+
+def device_can_augment(dataset_cfg: Mapping[str, Any]) -> bool:
+    """Whether `runner.device_loader` applies this dataset's training recipe: none, or crop_flip padded."""
+    recipe = augmentation(dataset_cfg)
+    return recipe == "none" or (recipe == "crop_flip" and cropping(dataset_cfg) == "padded")
 
 
 def _to_normalised_tensor(dataset_cfg: Mapping[str, Any]) -> list:
@@ -49,18 +108,14 @@ def build_transform(dataset_cfg: Mapping[str, Any], train: bool, augment: bool) 
     from torchvision import transforms as T  # deferred: a slow import most jobs never need
 
     recipe = augmentation(dataset_cfg) if train and augment else "none"
+    cut = CROPS[cropping(dataset_cfg)]
     size = int(setting(dataset_cfg, "image_size"))
-    large = dataset_name(dataset_cfg) == "imagenet"
-    steps: list = []
-    if large and recipe == "none":
-        steps += [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]  # 256 → 224 at the standard size
-    elif large:
-        steps += [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
-    elif recipe != "none":
-        steps += [T.RandomCrop(size, padding=size // 8), T.RandomHorizontalFlip()]
+    if recipe == "none":
+        steps = cut.plain(T, size)
+    else:
+        steps = [*cut.random(T, size), T.RandomHorizontalFlip()]
     if recipe == "vit":
-        policy = T.AutoAugmentPolicy.IMAGENET if large else T.AutoAugmentPolicy.CIFAR10
-        steps.append(T.AutoAugment(policy))
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy[cut.autoaugment]))
     steps += _to_normalised_tensor(dataset_cfg)
     if recipe == "vit":
         steps.append(T.RandomErasing(p=0.25))
