@@ -61,7 +61,8 @@ def channel_stats(dataset_cfg: Mapping[str, Any], key: str) -> tuple[float, ...]
     channels = int(setting(dataset_cfg, "channels"))
     if len(values) != channels:
         raise ValueError(
-            f"dataset {dataset_name(dataset_cfg)}: dataset.{key} has {len(values)} values, expected one per channel ({channels})"
+            f"dataset {dataset_name(dataset_cfg)}: dataset.{key} has {len(values)} values, "
+            f"expected one per channel ({channels})"
         )
     if key == "std" and any(v <= 0 for v in values):
         raise ValueError(f"dataset {dataset_name(dataset_cfg)}: dataset.std={list(values)} must be positive")
@@ -90,7 +91,8 @@ def check_tensors(
         )
     labels = labels.to(torch.int64)
     if labels.shape != (images.shape[0],):
-        raise ValueError(f"dataset {name} ({split}): {images.shape[0]} images but labels of shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"dataset {name} ({split}): {images.shape[0]} images but labels of shape {tuple(labels.shape)}")
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(
             f"dataset {name} ({split}): labels span {int(labels.min())}..{int(labels.max())} "

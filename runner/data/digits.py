@@ -18,7 +18,9 @@ import torch
 from .common import check_split, dataset_name, setting
 
 
-def split_indices(num_examples: int, labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    num_examples: int, labels: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint sorted train/test index arrays; each class is split in the same proportion.
 
     Within each class, a seeded permutation puts round(test_fraction × class size)
@@ -42,7 +44,8 @@ def load_digits_tensors(dataset_cfg: Mapping[str, Any], split: str) -> tuple[tor
 
     test_fraction = float(setting(dataset_cfg, "test_fraction"))
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"dataset {dataset_name(dataset_cfg)}: dataset.test_fraction={test_fraction} must be in (0, 1)")
+        raise ValueError(
+            f"dataset {dataset_name(dataset_cfg)}: dataset.test_fraction={test_fraction} must be in (0, 1)")
     digits = load_digits()
     pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
     labels = digits.target.astype(np.int64)
