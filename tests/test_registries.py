@@ -136,3 +136,23 @@ def test_the_loaders_are_one_tuple():
     from runner.data.api import LOADERS
 
     assert runner.data.LOADERS is LOADERS == ("device", "torchvision")
+
+
+# -- the validation layer reads the same registries ------------------------------------------------------
+
+
+@pytest.mark.parametrize("key, registry", [
+    ("dataset.name", "runner.data:DATASETS"),
+    ("dataset.augment", "runner.data:AUGMENTATIONS"),
+    ("dataset.loader", "runner.data:LOADERS"),
+    ("schedule.lr_policy", "runner.schedule:LR_POLICIES"),
+])
+def test_validation_accepts_exactly_the_registered_values(key, registry):
+    import importlib
+
+    from runner.validate import KEYS
+
+    module, name = registry.split(":")
+    values = list(getattr(importlib.import_module(module), name))
+    assert [value for value in values if KEYS[key].check(value) is not None] == []
+    assert KEYS[key].check("not-registered") is not None
