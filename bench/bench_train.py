@@ -66,7 +66,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 from torchvision.datasets import CIFAR10  # noqa: E402
 
-from runner.data import load_tensors  # noqa: E402
+from runner.data import crop_padding, load_tensors  # noqa: E402
 from runner.device_loader import DeviceLoader  # noqa: E402
 from runner.models import build_model  # noqa: E402
 from runner.run import build_optimizer  # noqa: E402
@@ -98,11 +98,6 @@ def grid(table: str) -> tuple[list[str], list[str]]:
 def dataset_facts(table: str) -> dict:
     """The table's dataset config, resolved: sizes, image size, classes, mean and std."""
     return OmegaConf.to_container(paper_cell(table).dataset, resolve=True)
-
-
-def crop_padding(image_size: int) -> int:
-    """Padding of the training crop, the runner's rule (4 px at 32 px, docs/paper.md)."""
-    return max(1, image_size // 8)
 
 
 def log(message: str) -> None:

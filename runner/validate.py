@@ -183,8 +183,9 @@ KEYS: dict[str, Key] = {
     "dataset.test_size": Key(integer(1)),
     "dataset.mean": Key(numbers()),
     "dataset.std": Key(numbers(positive=True)),
-    "dataset.augment": Key(one_of("crop_flip", "vit", "none")),
-    "dataset.loader": Key(one_of("device", "torchvision")),
+    "dataset.augment": Key(one_of(*data.AUGMENTATIONS)),
+    "dataset.crop": Key(one_of(*data.CROPS), required=False),
+    "dataset.loader": Key(one_of(*data.LOADERS)),
     "dataset.num_workers": Key(integer(0)),
     # model/
     "model.name": Key(text),
@@ -333,9 +334,7 @@ def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool,
                 found.append(f"dataset.{key} has {len(cfg.dataset[key])} values but dataset.channels="
                              f"{cfg.dataset.channels}; give one per channel")
     if "dataset.loader" not in bad and "dataset.name" not in bad:
-        if cfg.dataset.loader == "device" and not data.is_in_memory(cfg.dataset):
-            found.append(f"dataset.loader=device cannot hold {cfg.dataset.name} in memory; "
-                         f"use dataset.loader=torchvision")
+        found.extend(data.loader_problems(cfg.dataset))
         if "train.mixup_cutmix_prob" not in bad and cfg.train.mixup_cutmix_prob and cfg.dataset.loader != "torchvision":
             found.append(f"train.mixup_cutmix_prob={cfg.train.mixup_cutmix_prob} needs dataset.loader=torchvision "
                          f"(the ViT recipe)")

@@ -145,6 +145,7 @@ def test_the_loaders_are_one_tuple():
     ("dataset.name", "runner.data:DATASETS"),
     ("dataset.augment", "runner.data:AUGMENTATIONS"),
     ("dataset.loader", "runner.data:LOADERS"),
+    ("dataset.crop", "runner.data:CROPS"),
     ("schedule.lr_policy", "runner.schedule:LR_POLICIES"),
 ])
 def test_validation_accepts_exactly_the_registered_values(key, registry):

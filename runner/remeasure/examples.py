@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import sharpness
 from runner import data
 from runner.data.common import channel_stats
 from runner.data.transforms import augmentation
@@ -32,7 +33,7 @@ def mixed_seed(run_seed: int, measure_seed: int) -> int:
 
 def data_key(settings: Mapping[str, Any]) -> tuple:
     """The settings that decide the batches; measures that agree on them share one set of batches."""
-    whole = settings["kind"] in ("hessian_eig", "hessian_trace")
+    whole = not sharpness.KINDS[settings["kind"]].equal_batches
     return (settings["split"], settings["augment"], settings["examples"], settings["batch_size"],
             settings["subset"], settings["seed"], whole)
 
@@ -42,7 +43,7 @@ def _choose(total: int, settings: Mapping[str, Any], name: str, split: str, seed
     m = settings["batch_size"]
     if settings["examples"] is None:
         # The whole split; m-sharpness needs equal batches, so the remainder is left out.
-        count = total if settings["kind"] in ("hessian_eig", "hessian_trace") else total // m * m
+        count = total if not sharpness.KINDS[settings["kind"]].equal_batches else total // m * m
     else:
         count = settings["examples"]
     if count > total or count == 0:
@@ -67,13 +68,13 @@ def example_batches(
     augment = bool(settings["augment"]) and augmentation(dataset_cfg) != "none"
     seed = mixed_seed(seed, settings["seed"])
     device = torch.device(device)
-    if data.is_in_memory(dataset_cfg) and (not augment or augmentation(dataset_cfg) == "crop_flip"):
+    if data.is_in_memory(dataset_cfg) and (not augment or data.device_can_augment(dataset_cfg)):
         images, labels = data.load_tensors(dataset_cfg, split)
         index = _choose(len(labels), settings, name, split, seed)
         loader = DeviceLoader(
             images[index], labels[index],
             mean=channel_stats(dataset_cfg, "mean"), std=channel_stats(dataset_cfg, "std"),
-            augment=augment, pad=max(1, int(dataset_cfg["image_size"]) // 8),  # the training crop's padding
+            augment=augment, pad=data.crop_padding(int(dataset_cfg["image_size"])),  # the training crop's padding
             device=device, seed=seed, shuffle=False, drop_last=False, channels_last=channels_last,
         )
         return list(loader.batches(0, settings["batch_size"]))
