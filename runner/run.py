@@ -9,30 +9,23 @@ is written.
 from __future__ import annotations
 
 import logging
-import random
-import sys
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
-import torch
-import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from runner import checkpoint as ckpt
-from runner import distributed, identity, records
+from runner import data, distributed, identity, records
+from runner.cell import Cell, build_cell, build_optimizer  # noqa: F401  (build_optimizer: tests and the bench)
 from runner.io import atomic_write_text, remove_stale_temporaries
 from runner.lock import CellBusy, CellLock
 from runner.loggers import Loggers, open_loggers
-from runner import data
-from runner.models import build_model
-from runner.pipeline import build_pipelines
-from runner.schedule import Schedule, remember_initial_values
-from runner.train import Diverged, evaluate, full_gradient_norm, resolve_precision, train_epoch
+from runner.loop import Clock, train_epochs
+from runner.train import Diverged, resolve_precision
 from runner.validate import ConfigError, validate
 
 log = logging.getLogger("runner")
@@ -56,12 +49,6 @@ def check_same_cell(stored: dict | None, cfg: DictConfig, what: str, run_dir: Pa
         )
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @contextmanager
 def _run_log(run_dir: Path, enabled: bool) -> Iterator[None]:
     """Append this run's messages to <run_dir>/run.log (one file across resumes)."""
@@ -82,18 +69,6 @@ def _run_log(run_dir: Path, enabled: bool) -> Iterator[None]:
 
 def _outcome(status: str, run_dir: Path, **extra: Any) -> dict[str, Any]:
     return {"status": status, "run_dir": str(run_dir), "log": str(run_dir / "run.log"), **extra}
-
-
-def build_optimizer(optimizer_cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer config's SAM/GSAM over its base optimizer, with lr from `optimizer.lr`."""
-    import hydra.utils
-
-    settings = OmegaConf.to_container(optimizer_cfg, resolve=True)
-    base = settings.pop("base")
-    settings.pop("name")
-    lr = settings.pop("lr")
-    base_factory = hydra.utils.instantiate(base, lr=lr)
-    return hydra.utils.instantiate(settings, model.parameters(), base_optimizer=base_factory, model=model)
 
 
 def _finished(record: dict | None, cfg: DictConfig) -> bool:
@@ -167,7 +142,8 @@ def _train_and_write(cfg: DictConfig, run_dir: Path, dist: distributed.DistConte
                      trackers: Loggers, started: float, precision: str) -> dict[str, Any]:
     try:
         if dist.is_main:
-            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(records.config_container(cfg))))
+            config = OmegaConf.create(records.config_container(cfg))
+            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config))
         summary = _train(cfg, run_dir, dist, precision, trackers)
     except Diverged as error:
         log.error("%s", error)
@@ -194,125 +170,48 @@ def _train_and_write(cfg: DictConfig, run_dir: Path, dist: distributed.DistConte
 
 def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str,
            trackers: Loggers) -> dict[str, Any]:
-    device = dist.device
-    if cfg.cpu_threads:
-        torch.set_num_threads(int(cfg.cpu_threads))
-    _seed_everything(int(cfg.seed))
-    torch.backends.cudnn.benchmark = not cfg.deterministic
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    """Build the cell, continue it from its checkpoint if it has one, train the epochs left, finish."""
+    cell = build_cell(cfg, dist, precision)
+    progress = _start_or_resume(cell, run_dir)
+    clock = Clock(progress.wall_time_s)
+    train_epochs(cfg, run_dir, dist, cell, progress, trackers, clock)
+    return _finish(cfg, run_dir, dist, cell, progress, clock)
 
-    model = build_model(cfg.model).to(device)
-    channels_last = (cfg.channels_last == "auto" and device.type == "cuda" and cfg.model.family == "cnn") or (
-        cfg.channels_last is True
-    )
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_model: nn.Module = model
-    if dist.world_size > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-    optimizer = build_optimizer(cfg.optimizer, train_model)
-    remember_initial_values(optimizer)
 
-    schedule = Schedule.from_config(cfg.schedule, int(cfg.dataset.train_size))
-    pipes = build_pipelines(cfg, device, dist.rank, dist.world_size, channels_last)
-    if pipes.batch_transform is not None:
-        from timm.loss import SoftTargetCrossEntropy
-
-        loss_fn = SoftTargetCrossEntropy()
-    else:
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=float(cfg.train.label_smoothing))
-
-    # Loss scaling only for fp16; bf16 has fp32's exponent range and needs none.
-    grad_scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    config = records.config_container(cfg)
-    progress = ckpt.Progress()
+def _start_or_resume(cell: Cell, run_dir: Path) -> ckpt.Progress:
+    """Where training starts: the checkpoint's state loaded into the cell, or the beginning."""
     checkpoint_path = run_dir / ckpt.CHECKPOINT_FILE
-    if checkpoint_path.exists():
-        progress = ckpt.load_checkpoint(checkpoint_path, model, optimizer, grad_scaler)
-        log.info("resuming %s from epoch %d (step %d)", run_dir, progress.epoch, progress.step)
-    else:
+    if not checkpoint_path.exists():
         log.info("training %s: %d epochs, %d steps, precision %s, device %s",
-                 run_dir, schedule.epochs, schedule.total_steps, precision, device)
+                 run_dir, cell.schedule.epochs, cell.schedule.total_steps, cell.precision, cell.device)
+        return ckpt.Progress()
+    progress = ckpt.load_checkpoint(checkpoint_path, cell.model, cell.optimizer, cell.grad_scaler)
+    log.info("resuming %s from epoch %d (step %d)", run_dir, progress.epoch, progress.step)
+    return progress
 
-    segment_start = time.time()
-    wall_before = progress.wall_time_s
-    epochs = _epoch_bar(cfg, schedule, progress.epoch, dist.is_main)
-    for epoch in epochs:
-        batch_size = schedule.batch_size_at(epoch)
-        stats = train_epoch(
-            train_model, optimizer, pipes.train_batches(epoch, batch_size),
-            schedule=schedule, first_step=schedule.epoch_start_step(epoch), loss_fn=loss_fn,
-            precision=precision, device=device, channels_last=channels_last,
-            batch_transform=pipes.batch_transform, check_every=int(cfg.train.divergence_check_every),
-            grad_scaler=grad_scaler,
-        )
-        progress.epoch, progress.step = epoch + 1, schedule.epoch_start_step(epoch + 1)
-        is_last = epoch + 1 == schedule.epochs
-        # Each rank saw its share of the epoch: the epoch's means are the means over ranks.
-        train_loss = float(distributed.all_reduce_mean(stats.loss))
-        train_error = float(distributed.all_reduce_mean(stats.error))
-        row = {"epoch": epoch + 1, "stage": schedule.stage_at(epoch), "batch_size": batch_size,
-               "lr": stats.lr, "rho": stats.rho, "train_loss": train_loss, "train_error": train_error}
-        if dist.is_main and (is_last or (epoch + 1) % int(cfg.train.eval_every) == 0):
-            row["test_loss"], row["test_error"] = evaluate(
-                model, pipes.test(), precision=precision, device=device, channels_last=channels_last
-            )
-        if dist.is_main and pipes.grad_norm_subset is not None:
-            row["grad_norm"] = full_gradient_norm(model, pipes.grad_norm_subset(), device=device)
-        progress.wall_time_s = wall_before + time.time() - segment_start
-        row["wall_time_s"] = progress.wall_time_s
-        progress.metrics.append(row)
-        if dist.is_main:
-            records.write_metrics(run_dir, progress.metrics)
-            ckpt.save_checkpoint(run_dir, model, optimizer, progress, config, grad_scaler)
-            trackers.log_epoch(row)
-            log.info(
-                "epoch %d/%d stage %d batch %d lr %.4g rho %.4g | train loss %.4f err %.2f%% | test loss %s err %s",
-                epoch + 1, schedule.epochs, row["stage"], batch_size, stats.lr, stats.rho, train_loss, train_error,
-                _fmt(row.get("test_loss")), _fmt(row.get("test_error"), "%"),
-            )
-        distributed.barrier()
 
+def _finish(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, cell: Cell, progress: ckpt.Progress,
+            clock: Clock) -> dict[str, Any]:
+    """After the last epoch: the final test numbers, model.pt, the sharpness measures and the record."""
     final = progress.metrics[-1] if progress.metrics else {}
     if final.get("test_error") is None and dist.is_main:  # resumed after the last epoch's checkpoint
-        test_loss, test_error = evaluate(model, pipes.test(), precision=precision, device=device,
-                                         channels_last=channels_last)
+        test_loss, test_error = cell.evaluate()
         final = {**final, "test_loss": test_loss, "test_error": test_error}
     sharpness_values: dict[str, Any] = {}
     if dist.is_main:
-        ckpt.save_final_model(run_dir, model)
+        ckpt.save_final_model(run_dir, cell.model)
         if cfg.sharpness:
             from runner.remeasure.measures import measure_all
 
             log.info("measuring sharpness: %s", ", ".join(cfg.sharpness.keys()))
-            sharpness_values = measure_all(model, cfg.dataset, cfg.sharpness, device=device, seed=int(cfg.seed))
+            sharpness_values = measure_all(cell.model, cfg.dataset, cfg.sharpness, device=cell.device,
+                                           seed=int(cfg.seed))
     return records.build_record(
         cfg, "completed",
         metrics={key: final.get(key) for key in ("test_error", "test_loss", "train_error", "train_loss")},
-        sharpness=sharpness_values, epochs=schedule.epochs, steps=progress.step,
-        wall_time_s=wall_before + time.time() - segment_start,
-        precision=precision,
+        sharpness=sharpness_values, epochs=cell.schedule.epochs, steps=progress.step,
+        wall_time_s=clock.total(), precision=cell.precision,
     )
-
-
-def _fmt(value: Any, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.4f}{suffix}" if not suffix else f"{value:.2f}{suffix}"
-
-
-def _epoch_bar(cfg: DictConfig, schedule: Schedule, start: int, is_main: bool) -> Any:
-    """Epochs left, with a progress bar on a terminal."""
-    epochs = range(start, schedule.epochs)
-    if not (cfg.progress and is_main and sys.stderr.isatty()):
-        return epochs
-    from tqdm import tqdm
-
-    return tqdm(epochs, total=schedule.epochs, initial=start, desc=f"{cfg.optimizer.name}-{cfg.schedule.name}",
-                unit="epoch", leave=False)
 
 
 def in_multirun() -> bool:

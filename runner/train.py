@@ -11,8 +11,9 @@ stalled by a `.item()` inside the step.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -57,6 +58,41 @@ class EpochStats:
     rho: float
 
 
+@dataclass
+class EpochSums:
+    """The running sums of an epoch, kept on the device so that no step waits for the host.
+
+    `loss` sums the per-example losses (float64), `errors` counts misclassified
+    examples, `first_bad` is the first step whose loss was not finite (-1: none);
+    `examples` and `steps` count what the epoch has seen so far. An epoch that
+    stops early and continues from these sums (`train_steps`) ends with the
+    same means as one trained in one go.
+    """
+
+    loss: torch.Tensor
+    errors: torch.Tensor
+    first_bad: torch.Tensor
+    examples: int = 0
+    steps: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochSums:
+        return cls(torch.zeros((), device=device, dtype=torch.float64),
+                   torch.zeros((), device=device, dtype=torch.int64),
+                   torch.full((), -1, device=device, dtype=torch.int64))
+
+    def stats(self, optimizer: torch.optim.Optimizer) -> EpochStats:
+        """The epoch's means, with the lr and rho its last step used (reads the device once)."""
+        group = optimizer.param_groups[0]
+        return EpochStats(
+            loss=float(self.loss) / max(self.examples, 1),
+            error=100.0 * int(self.errors) / max(self.examples, 1),
+            steps=self.steps,
+            lr=float(group["lr"]),
+            rho=float(group.get("rho", 0.0)),
+        )
+
+
 def _error_count(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     labels = target.argmax(dim=1) if target.ndim == 2 else target
     return (logits.argmax(dim=1) != labels).sum()
@@ -75,10 +111,42 @@ def _agreed_first_bad(first_bad: torch.Tensor) -> int:
     return -1 if int(earliest) == never else int(earliest)
 
 
-def train_epoch(
+def _training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    precision: str,
+    device: torch.device,
+    grad_scaler: torch.amp.GradScaler | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on (x, y); returns the loss and the logits of its first forward pass."""
+    first_logits: list[torch.Tensor] = []
+
+    def closure() -> torch.Tensor:
+        with autocast(precision, device):
+            logits = model(x)
+            loss = loss_fn(logits, y)
+        if not first_logits:
+            first_logits.append(logits.detach())
+        (grad_scaler.scale(loss) if grad_scaler is not None else loss).backward()
+        return loss
+
+    if grad_scaler is not None:
+        loss = optimizer.step(closure, grad_scaler=grad_scaler).detach()
+        grad_scaler.update()
+    else:
+        loss = optimizer.step(closure).detach()
+    return loss, first_logits[0]
+
+
+def train_steps(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    sums: EpochSums,
     *,
     schedule: Schedule,
     first_step: int,
@@ -89,21 +157,18 @@ def train_epoch(
     batch_transform: Callable | None = None,
     check_every: int = 200,
     grad_scaler: torch.amp.GradScaler | None = None,
-) -> EpochStats:
-    """Train on `batches`, setting lr/rho from `schedule` before each optimizer step.
+) -> None:
+    """Train on `batches`, the rest of an epoch that starts at step `first_step`, adding to `sums`.
 
-    `batch_transform` (e.g. mixup/cutmix) maps (x, y) to (x, soft targets); the
-    training error is then measured against the dominant label.
-    With fp16, `grad_scaler` scales the backward passes; the optimizer unscales,
-    skips steps with inf/NaN gradients, and the scaler adapts after each step.
-    Raises `Diverged` with the first step whose loss was not finite.
+    `sums.steps` batches of the epoch are already behind; the schedule sets lr/rho
+    for each step from its global number. `batch_transform` (e.g. mixup/cutmix)
+    maps (x, y) to (x, soft targets); the training error is then measured against
+    the dominant label. With fp16, `grad_scaler` scales the backward passes; the
+    optimizer unscales, skips steps with inf/NaN gradients, and the scaler adapts
+    after each step. Raises `Diverged` with the first step whose loss was not
+    finite, looked at every `check_every` steps of the epoch and at its end.
     """
     model.train()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    error_sum = torch.zeros((), device=device, dtype=torch.int64)
-    first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-    examples = 0
-    step = first_step
     for x, y in batches:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
@@ -111,41 +176,34 @@ def train_epoch(
             x = x.contiguous(memory_format=torch.channels_last)
         if batch_transform is not None:
             x, y = batch_transform(x, y)
+        step = first_step + sums.steps
         schedule.apply(optimizer, step)
-        first_logits: list[torch.Tensor] = []
-
-        def closure() -> torch.Tensor:
-            with autocast(precision, device):
-                logits = model(x)
-                loss = loss_fn(logits, y)
-            if not first_logits:
-                first_logits.append(logits.detach())
-            (grad_scaler.scale(loss) if grad_scaler is not None else loss).backward()
-            return loss
-
-        if grad_scaler is not None:
-            loss = optimizer.step(closure, grad_scaler=grad_scaler).detach()
-            grad_scaler.update()
-        else:
-            loss = optimizer.step(closure).detach()
-        loss_sum += loss.double() * x.shape[0]
-        error_sum += _error_count(first_logits[0], y)
+        loss, logits = _training_step(model, optimizer, x, y, loss_fn=loss_fn, precision=precision, device=device,
+                                      grad_scaler=grad_scaler)
+        sums.loss += loss.double() * x.shape[0]
+        sums.errors += _error_count(logits, y)
         bad = ~torch.isfinite(loss)
-        first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
-        examples += x.shape[0]
-        step += 1
-        if (step - first_step) % check_every == 0 and _agreed_first_bad(first_bad) >= 0:
-            raise Diverged(_agreed_first_bad(first_bad))
-    if _agreed_first_bad(first_bad) >= 0:
-        raise Diverged(_agreed_first_bad(first_bad))
-    group = optimizer.param_groups[0]
-    return EpochStats(
-        loss=float(loss_sum) / max(examples, 1),
-        error=100.0 * int(error_sum) / max(examples, 1),
-        steps=step - first_step,
-        lr=float(group["lr"]),
-        rho=float(group.get("rho", 0.0)),
-    )
+        sums.first_bad = torch.where(bad & (sums.first_bad < 0), torch.full_like(sums.first_bad, step), sums.first_bad)
+        sums.examples += x.shape[0]
+        sums.steps += 1
+        if sums.steps % check_every == 0 and _agreed_first_bad(sums.first_bad) >= 0:
+            raise Diverged(_agreed_first_bad(sums.first_bad))
+    if _agreed_first_bad(sums.first_bad) >= 0:
+        raise Diverged(_agreed_first_bad(sums.first_bad))
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    device: torch.device,
+    **options: Any,
+) -> EpochStats:
+    """One whole epoch from its first batch: `train_steps` from zero sums, and the epoch's means."""
+    sums = EpochSums.zeros(device)
+    train_steps(model, optimizer, batches, sums, device=device, **options)
+    return sums.stats(optimizer)
 
 
 @torch.no_grad()
@@ -203,7 +261,8 @@ def full_gradient_norm(
                 x, y = x.to(device), y.to(device)
                 loss = nn.functional.cross_entropy(model(x).float(), y, reduction="sum")
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
-                torch._foreach_add_(totals, [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)])
+                grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
+                torch._foreach_add_(totals, grads)
                 examples += x.shape[0]
     finally:
         model.train(was_training)
