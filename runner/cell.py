@@ -49,15 +49,15 @@ class Cell:
     channels_last: bool
     check_every: int
 
-    def train(self, epoch: int, sums: EpochSums) -> None:
-        """Continue `epoch` from the batch `sums` has reached to its end, adding to `sums`."""
+    def train(self, epoch: int, sums: EpochSums, stop: Callable[[], bool] | None = None) -> bool:
+        """Continue `epoch` from the batch `sums` has reached; False when `stop()` ended it early."""
         batches = self.pipes.train_batches(epoch, self.schedule.batch_size_at(epoch), start_batch=sums.steps)
-        train_steps(
+        return train_steps(
             self.train_model, self.optimizer, batches, sums,
             schedule=self.schedule, first_step=self.schedule.epoch_start_step(epoch), loss_fn=self.loss_fn,
             precision=self.precision, device=self.device, channels_last=self.channels_last,
             batch_transform=self.pipes.batch_transform, check_every=self.check_every,
-            grad_scaler=self.grad_scaler,
+            grad_scaler=self.grad_scaler, stop=stop,
         )
 
     def evaluate(self) -> tuple[float, float]:

@@ -1,10 +1,16 @@
-"""Epoch-end checkpoints that make a resumed run bitwise equal to an uninterrupted one (on the CPU).
+"""Checkpoints that make a resumed run bitwise equal to an uninterrupted one (on the CPU).
 
-A checkpoint holds everything the rest of the run depends on: weights and
-buffers, the optimizer (base state such as momentum, and each group's lr/rho),
-the position in the schedule, every RNG the run draws from, the metrics so far
+One is written at each epoch end and, when a preemption or timeout signal
+arrives (`runner.preemption`), after the optimizer step it arrived in. It holds
+everything the rest of the run depends on: weights and buffers, the optimizer
+(base state such as momentum, and each group's lr/rho), the position in the
+schedule (the global step), every RNG the run draws from, the metrics so far
 and the config it was written under. The data order needs no state: the
-pipelines derive each epoch's order from (seed, epoch).
+pipelines derive each epoch's order from (seed, epoch) and can start an epoch
+at any batch. A mid-epoch checkpoint adds, per rank, the running sums of the
+epoch in progress (`epoch_in_progress`: loss and error sums, the first
+non-finite step, examples and batches done), so the resumed epoch starts at
+the next batch and reports the means of an epoch trained in one go.
 
 Checkpoints sit in results folders that other people share, so they are data,
 never code: everything is saved in forms `torch.load(weights_only=True)`
@@ -52,12 +58,17 @@ class CorruptCheckpoint(Exception):
 
 @dataclass
 class Progress:
-    """Where a run stands: epochs finished, optimizer steps taken, and what it measured so far."""
+    """Where a run stands: epochs finished, optimizer steps taken, and what it measured so far.
+
+    `epoch_in_progress` is set when the checkpoint was written inside epoch
+    `epoch` (0-based): one `EpochSums.state()` per rank, in rank order.
+    """
 
     epoch: int = 0
     step: int = 0
     wall_time_s: float = 0.0
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    epoch_in_progress: list[dict[str, Any]] | None = None
 
 
 def _rng_states() -> dict[str, Any]:
@@ -119,6 +130,7 @@ def save_checkpoint(
             "rng": _rng_states(),
             "config": _plain(config),
             "grad_scaler": grad_scaler.state_dict() if grad_scaler is not None else None,
+            "epoch_in_progress": progress.epoch_in_progress,
         },
     )
     return path
@@ -186,7 +198,8 @@ def load_checkpoint(
     if grad_scaler is not None and state.get("grad_scaler"):
         grad_scaler.load_state_dict(state["grad_scaler"])
     _restore_rng_states(state["rng"])
-    return Progress(state["epoch"], state["step"], state["wall_time_s"], list(state["metrics"]))
+    return Progress(state["epoch"], state["step"], state["wall_time_s"], list(state["metrics"]),
+                    state.get("epoch_in_progress"))
 
 
 def checkpoint_config(path: Path) -> dict | None:

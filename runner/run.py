@@ -186,7 +186,12 @@ def _start_or_resume(cell: Cell, run_dir: Path) -> ckpt.Progress:
                  run_dir, cell.schedule.epochs, cell.schedule.total_steps, cell.precision, cell.device)
         return ckpt.Progress()
     progress = ckpt.load_checkpoint(checkpoint_path, cell.model, cell.optimizer, cell.grad_scaler)
-    log.info("resuming %s from epoch %d (step %d)", run_dir, progress.epoch, progress.step)
+    if progress.epoch_in_progress is None:
+        log.info("resuming %s from epoch %d (step %d)", run_dir, progress.epoch, progress.step)
+    else:
+        log.info("resuming %s mid-epoch: epoch %d at batch %d of %d (step %d)", run_dir, progress.epoch + 1,
+                 progress.step - cell.schedule.epoch_start_step(progress.epoch),
+                 cell.schedule.steps_in_epoch(progress.epoch), progress.step)
     return progress
 
 

@@ -81,6 +81,17 @@ class EpochSums:
                    torch.zeros((), device=device, dtype=torch.int64),
                    torch.full((), -1, device=device, dtype=torch.int64))
 
+    def state(self) -> dict[str, Any]:
+        """The sums as a mid-epoch checkpoint stores them: CPU tensors and ints (weights-only loadable)."""
+        return {"loss": self.loss.detach().cpu().clone(), "errors": self.errors.detach().cpu().clone(),
+                "first_bad": self.first_bad.detach().cpu().clone(), "examples": int(self.examples),
+                "steps": int(self.steps)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device) -> EpochSums:
+        return cls(state["loss"].to(device, torch.float64), state["errors"].to(device, torch.int64),
+                   state["first_bad"].to(device, torch.int64), int(state["examples"]), int(state["steps"]))
+
     def stats(self, optimizer: torch.optim.Optimizer) -> EpochStats:
         """The epoch's means, with the lr and rho its last step used (reads the device once)."""
         group = optimizer.param_groups[0]
@@ -98,17 +109,29 @@ def _error_count(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=1) != labels).sum()
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def _agreed_first_bad(first_bad: torch.Tensor) -> int:
     """The earliest non-finite step over all ranks (-1: none), so every rank stops together.
 
     A rank that stopped alone would leave the others waiting in their next collective.
     """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return int(first_bad)
+    return _agreed(first_bad, False)[0]
+
+
+def _agreed(first_bad: torch.Tensor, stop: bool) -> tuple[int, bool]:
+    """(the earliest non-finite step over all ranks or -1, whether any rank asks to stop), in one collective."""
+    if not _distributed():
+        return int(first_bad), stop
     never = torch.iinfo(torch.int64).max
     earliest = torch.where(first_bad < 0, torch.full_like(first_bad, never), first_bad)
-    torch.distributed.all_reduce(earliest, op=torch.distributed.ReduceOp.MIN)
-    return -1 if int(earliest) == never else int(earliest)
+    # MIN over [earliest, -stop]: the earliest bad step, and -1 when any rank asks to stop.
+    votes = torch.stack([earliest, torch.full_like(earliest, -int(stop))])
+    torch.distributed.all_reduce(votes, op=torch.distributed.ReduceOp.MIN)
+    first, stopping = int(votes[0]), int(votes[1]) < 0
+    return (-1 if first == never else first), stopping
 
 
 def _training_step(
@@ -157,7 +180,8 @@ def train_steps(
     batch_transform: Callable | None = None,
     check_every: int = 200,
     grad_scaler: torch.amp.GradScaler | None = None,
-) -> None:
+    stop: Callable[[], bool] | None = None,
+) -> bool:
     """Train on `batches`, the rest of an epoch that starts at step `first_step`, adding to `sums`.
 
     `sums.steps` batches of the epoch are already behind; the schedule sets lr/rho
@@ -167,8 +191,14 @@ def train_steps(
     optimizer unscales, skips steps with inf/NaN gradients, and the scaler adapts
     after each step. Raises `Diverged` with the first step whose loss was not
     finite, looked at every `check_every` steps of the epoch and at its end.
+
+    `stop()` is asked after every step (a Python flag, no host sync); when it says
+    so, the epoch ends early and False is returned, with `sums` where the step
+    left them. Under DDP the ranks agree on it at the divergence checks instead,
+    so that all stop after the same step. Returns True at the epoch's end.
     """
     model.train()
+    stop_here = stop if stop is not None and not _distributed() else None
     for x, y in batches:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
@@ -186,10 +216,17 @@ def train_steps(
         sums.first_bad = torch.where(bad & (sums.first_bad < 0), torch.full_like(sums.first_bad, step), sums.first_bad)
         sums.examples += x.shape[0]
         sums.steps += 1
-        if sums.steps % check_every == 0 and _agreed_first_bad(sums.first_bad) >= 0:
-            raise Diverged(_agreed_first_bad(sums.first_bad))
+        if sums.steps % check_every == 0:
+            first_bad, stopping = _agreed(sums.first_bad, stop is not None and stop())
+            if first_bad >= 0:
+                raise Diverged(first_bad)
+            if stopping:
+                return False
+        elif stop_here is not None and stop_here():
+            return False
     if _agreed_first_bad(sums.first_bad) >= 0:
         raise Diverged(_agreed_first_bad(sums.first_bad))
+    return True
 
 
 def train_epoch(
