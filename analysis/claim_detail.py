@@ -25,8 +25,8 @@ from .claim_stats import (
 )
 from .claims import (
     Claim,
-    cell_values,
     abstract_note,
+    cell_values,
     claims_for,
     comparisons,
     contradicts_abstract,
@@ -35,7 +35,6 @@ from .claims import (
 from .names import cell_label
 from .stats import TEST_ERROR, choose_measure, measures_in, metric_column, select_runs
 from .tables import Table
-
 
 MAX_SEED_COLUMNS = 12
 
@@ -65,8 +64,10 @@ def claims_per_seed(
     """
     selection = select_runs(runs, dataset, model, experiment, variant)
     measure = choose_measure(measures_in(selection.runs), sharpness)
-    values = {"test_error": cell_values(selection.runs, TEST_ERROR),
-              "sharpness": cell_values(selection.runs, metric_column(measure) if measure else None)}
+    values = {
+        "test_error": cell_values(selection.runs, TEST_ERROR),
+        "sharpness": cell_values(selection.runs, metric_column(measure) if measure else None),
+    }
     seeds = sorted({s for by_cell in values.values() for cell in by_cell.values() for s in cell})
     shown = seeds if len(seeds) <= MAX_SEED_COLUMNS else []
     rows, tidy = [], []
@@ -76,13 +77,28 @@ def claims_per_seed(
         for i, (lower, higher) in enumerate(claim.pairs):
             found = [c for c in found_all if (c.lower, c.higher) == (lower, higher)]
             summary = summarize(found, 1, kind)
-            rows.append([claim.text if i == 0 else "", f"{cell_label(*lower)} < {cell_label(*higher)}"]
-                        + [_seed_cell(found, s, kind) for s in shown]
-                        + [_holding(summary), format_effect(summary), format_p(summary)])
-            tidy += [{"dataset": dataset, "model": model, "claim": claim.text, "metric": claim.metric,
-                      "lower": cell_label(*c.lower), "higher": cell_label(*c.higher), "seed": c.replicate,
-                      "lower_value": c.lower_value, "higher_value": c.higher_value, "effect_kind": kind,
-                      "effect": _scaled(c, kind), "holds": c.holds} for c in found]
+            rows.append(
+                [claim.text if i == 0 else "", f"{cell_label(*lower)} < {cell_label(*higher)}"]
+                + [_seed_cell(found, s, kind) for s in shown]
+                + [_holding(summary), format_effect(summary), format_p(summary)]
+            )
+            tidy += [
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "claim": claim.text,
+                    "metric": claim.metric,
+                    "lower": cell_label(*c.lower),
+                    "higher": cell_label(*c.higher),
+                    "seed": c.replicate,
+                    "lower_value": c.lower_value,
+                    "higher_value": c.higher_value,
+                    "effect_kind": kind,
+                    "effect": _scaled(c, kind),
+                    "holds": c.holds,
+                }
+                for c in found
+            ]
     return Table(
         title=f"{selection.title()}: the paper's claims, per seed",
         header=["Claim", "Cells"] + [f"seed {s}" for s in shown] + ["Holds", "Effect", "p"],
@@ -90,8 +106,12 @@ def claims_per_seed(
         rows=rows,
         caption="Per pair of cells and seed: sharpness as the ratio lower / higher (below 1 holds), test error "
         "as the difference lower - higher in points (below 0 holds); `-`: a cell without a completed run "
-        "in that seed." + ("" if shown or not seeds else f" {len(seeds)} seeds: one column each would not "
-                            "read; every comparison is in claims_per_seed.csv."),
+        "in that seed."
+        + (
+            ""
+            if shown or not seeds
+            else f" {len(seeds)} seeds: one column each would not read; every comparison is in claims_per_seed.csv."
+        ),
         key=selection.key("claims-per-seed"),
         stats=pd.DataFrame(tidy),
     )
@@ -121,16 +141,36 @@ def paper_claims(claims: list[Claim] | None = None) -> Table:
         if s.comparisons == 0:
             continue
         against = contradicts_abstract(claim, s)
-        rows.append([claim.text, s.verdict, f"{s.replicates_holding}/{s.replicates}",
-                     f"{s.comparisons_holding}/{s.comparisons}", format_effect(s), format_p(s),
-                     "contradicts it" if against else ("agrees" if claim.abstract else "-")])
+        rows.append(
+            [
+                claim.text,
+                s.verdict,
+                f"{s.replicates_holding}/{s.replicates}",
+                f"{s.comparisons_holding}/{s.comparisons}",
+                format_effect(s),
+                format_p(s),
+                "contradicts it" if against else ("agrees" if claim.abstract else "-"),
+            ]
+        )
         if against:
             notes.append(abstract_note(claim, s))
-        tidy.append({"claim": claim.text, "metric": claim.metric, "verdict": s.verdict, "tables": s.replicates,
-                     "tables_holding": s.replicates_holding, "comparisons": s.comparisons,
-                     "comparisons_holding": s.comparisons_holding, "effect_kind": s.kind, "effect": s.effect,
-                     "effect_min": s.effect_min, "effect_max": s.effect_max, "p": s.p,
-                     "contradicts_abstract": against})
+        tidy.append(
+            {
+                "claim": claim.text,
+                "metric": claim.metric,
+                "verdict": s.verdict,
+                "tables": s.replicates,
+                "tables_holding": s.replicates_holding,
+                "comparisons": s.comparisons,
+                "comparisons_holding": s.comparisons_holding,
+                "effect_kind": s.kind,
+                "effect": s.effect,
+                "effect_min": s.effect_min,
+                "effect_max": s.effect_max,
+                "p": s.p,
+                "contradicts_abstract": against,
+            }
+        )
     return Table(
         title="The paper's own numbers: its claims across its 7 tables",
         header=["Claim", "Paper", "Tables holding", "Comparisons holding", "Effect", "p", "Abstract"],

@@ -31,8 +31,11 @@ from .tables import Table
 
 Cell = tuple[str, str]
 HOLDS, FAILS, MIXED, NOT_CHECKED = "holds", "fails", "mixed", "n/a"
-_SCHEDULE_WORDS = {"batch": "an increasing batch size", "cosine": "a decaying learning rate",
-                   "linear": "a decaying learning rate"}
+_SCHEDULE_WORDS = {
+    "batch": "an increasing batch size",
+    "cosine": "a decaying learning rate",
+    "linear": "a decaying learning rate",
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Claim:
 
 
 def _schedule_vs_constant(schedule: str, metric: str, noun: str) -> Claim:
-    suffix = cell_label("sgd", schedule)[len("SGD"):].strip()
+    suffix = cell_label("sgd", schedule)[len("SGD") :].strip()
     words = _SCHEDULE_WORDS.get(schedule)
     if metric == "sharpness":
         abstract = f"{words} finds flatter minima than a constant batch size and lr" if words else None
@@ -69,7 +72,7 @@ def _schedule_vs_constant(schedule: str, metric: str, noun: str) -> Claim:
 
 
 def _sam_vs_sgd(schedule: str, metric: str, noun: str) -> Claim:
-    where = "constant" if schedule == "constant" else cell_label("sgd", schedule)[len("SGD"):].strip()
+    where = "constant" if schedule == "constant" else cell_label("sgd", schedule)[len("SGD") :].strip()
     pairs = tuple(((opt, schedule), ("sgd", schedule)) for opt in OPTIMIZERS[1:])
     return Claim(f"SAM and GSAM {noun} < SGD {noun}, {where}", metric, pairs)
 
@@ -141,8 +144,10 @@ def contradicts_abstract(claim: Claim, paper: Summary) -> bool:
 def abstract_note(claim: Claim, paper: Summary) -> str:
     """One line: what the abstract says, and how the paper's own tables go against it."""
     held = f"{paper.comparisons_holding} of {paper.comparisons}"
-    return (f"The paper's abstract says {claim.abstract}; its own tables go against it: \"{claim.text}\" "
-            f"holds in {held} comparisons (effect {format_effect(paper)}).")
+    return (
+        f'The paper\'s abstract says {claim.abstract}; its own tables go against it: "{claim.text}" '
+        f"holds in {held} comparisons (effect {format_effect(paper)})."
+    )
 
 
 def _seeds(summary: Summary) -> str:
@@ -155,8 +160,10 @@ def _seeds(summary: Summary) -> str:
 def _counts(summary: Summary) -> str:
     if summary.comparisons == 0:
         return "-"
-    return f"{summary.comparisons_holding}/{summary.comparisons} ({summary.replicates_holding}/" \
-           f"{summary.replicates} tables)"
+    return (
+        f"{summary.comparisons_holding}/{summary.comparisons} ({summary.replicates_holding}/"
+        f"{summary.replicates} tables)"
+    )
 
 
 def check_claims(
@@ -177,8 +184,10 @@ def check_claims(
     selection = select_runs(runs, dataset, model, experiment, variant)
     runs = selection.runs
     measure = choose_measure(measures_in(runs), sharpness)
-    values = {"test_error": cell_values(runs, TEST_ERROR),
-              "sharpness": cell_values(runs, metric_column(measure) if measure else None)}
+    values = {
+        "test_error": cell_values(runs, TEST_ERROR),
+        "sharpness": cell_values(runs, metric_column(measure) if measure else None),
+    }
     claims = claims_for(set(runs["schedule"].unique()))
     paper = paper_summaries(claims)
     in_paper = has_paper_numbers(dataset, model)
@@ -188,8 +197,15 @@ def check_claims(
     for claim in claims:
         ours, theirs = judge(claim, values[claim.metric]), paper[claim.text]
         this_table = judge(claim, here[claim.metric]).verdict if here else "-"
-        row = [claim.text, ours.verdict, _seeds(ours), format_effect(ours), format_p(ours), _counts(theirs),
-               format_effect(theirs)]
+        row = [
+            claim.text,
+            ours.verdict,
+            _seeds(ours),
+            format_effect(ours),
+            format_p(ours),
+            _counts(theirs),
+            format_effect(theirs),
+        ]
         rows.append(row + ([this_table if this_table != NOT_CHECKED else "-"] if in_paper else []))
         if ours.replicates == 1:
             one_seed.append(claim.text)
@@ -201,13 +217,16 @@ def check_claims(
 
     notes = _notes(rows, one_seed, missing, against)
     held = sum(r[1] == HOLDS for r in rows)
-    caption = (f"{held} of {len(rows)} claims hold in every seed of our runs (sharpness: "
-               f"{measure or 'none measured'}). Effect: lower / higher cell as a ratio (sharpness; below 1 "
-               "is the claim's direction) or a difference in points (test error; below 0), geometric mean "
-               "(mean) and range over the claim's comparisons. Paper: the same check on its 7 tables, one "
-               "table per seed.")
-    header = ["Claim", "Ours", "Seeds holding", "Effect (ours)", "p (ours)", "Paper: comparisons",
-              "Effect (paper)"] + (["Paper: this table"] if in_paper else [])
+    caption = (
+        f"{held} of {len(rows)} claims hold in every seed of our runs (sharpness: "
+        f"{measure or 'none measured'}). Effect: lower / higher cell as a ratio (sharpness; below 1 "
+        "is the claim's direction) or a difference in points (test error; below 0), geometric mean "
+        "(mean) and range over the claim's comparisons. Paper: the same check on its 7 tables, one "
+        "table per seed."
+    )
+    header = ["Claim", "Ours", "Seeds holding", "Effect (ours)", "p (ours)", "Paper: comparisons", "Effect (paper)"] + (
+        ["Paper: this table"] if in_paper else []
+    )
     return Table(
         title=f"{selection.title()}: the paper's claims",
         header=header,
@@ -223,34 +242,59 @@ def check_claims(
 def _notes(rows: list[list[str]], one_seed: list[str], missing: list[set], against: list[str]) -> list[str]:
     notes = []
     if one_seed and len(one_seed) == sum(r[1] != NOT_CHECKED for r in rows):
-        notes.append("Every claim checked here rests on one seed: no spread and no test. "
-                     "Run more seeds (e.g. seed=0,1,2) to judge them.")
+        notes.append(
+            "Every claim checked here rests on one seed: no spread and no test. "
+            "Run more seeds (e.g. seed=0,1,2) to judge them."
+        )
     elif one_seed:
         notes.append("Rests on one seed: " + "; ".join(one_seed) + ".")
     if any(r[4] not in ("-", "one seed") for r in rows):
-        notes.append(f"p: exact one-sided sign-flip permutation test over seeds of the mean log ratio (mean "
-                     f"difference); shown from {MIN_SEEDS_FOR_TEST} seeds; with n seeds the smallest p possible "
-                     "is 1/2^n (0.125 for 3, 0.031 for 5).")
+        notes.append(
+            f"p: exact one-sided sign-flip permutation test over seeds of the mean log ratio (mean "
+            f"difference); shown from {MIN_SEEDS_FOR_TEST} seeds; with n seeds the smallest p possible "
+            "is 1/2^n (0.125 for 3, 0.031 for 5)."
+        )
     if missing:
         cells = cell_order(set().union(*missing))
         absent = [cell_label(*c) for c in cells if any(c in m for m in missing)]
-        what = f"they need cells without a completed run: {', '.join(absent)}" if absent else \
-            "no seed has both cells of every pair"
+        what = (
+            f"they need cells without a completed run: {', '.join(absent)}"
+            if absent
+            else "no seed has both cells of every pair"
+        )
         notes.append(f"n/a ({len(missing)} claim{'s' if len(missing) > 1 else ''}): {what}.")
     return notes + against
 
 
 def _tidy_row(selection, claim: Claim, ours: Summary, theirs: Summary, this_table: str) -> dict:
-    row = {"experiment": selection.runs["experiment"].iloc[0] if len(selection.runs) else selection.experiment,
-           "dataset": selection.dataset, "model": selection.model,
-           "variant": selection.runs["variant"].iloc[0] if len(selection.runs) else (selection.variant or ""),
-           "claim": claim.text, "metric": claim.metric, "ours": ours.verdict}
+    row = {
+        "experiment": selection.runs["experiment"].iloc[0] if len(selection.runs) else selection.experiment,
+        "dataset": selection.dataset,
+        "model": selection.model,
+        "variant": selection.runs["variant"].iloc[0] if len(selection.runs) else (selection.variant or ""),
+        "claim": claim.text,
+        "metric": claim.metric,
+        "ours": ours.verdict,
+    }
     for prefix, s in (("", ours), ("paper_", theirs)):
-        row.update({f"{prefix}effect_kind": s.kind, f"{prefix}replicates": s.replicates,
-                    f"{prefix}replicates_holding": s.replicates_holding, f"{prefix}comparisons": s.comparisons,
-                    f"{prefix}comparisons_holding": s.comparisons_holding, f"{prefix}effect": s.effect,
-                    f"{prefix}effect_min": s.effect_min, f"{prefix}effect_max": s.effect_max,
-                    f"{prefix}p": s.p})
-    row.update({"paper": theirs.verdict, "paper_this_table": this_table,
-                "paper_contradicts_abstract": contradicts_abstract(claim, theirs)})
+        row.update(
+            {
+                f"{prefix}effect_kind": s.kind,
+                f"{prefix}replicates": s.replicates,
+                f"{prefix}replicates_holding": s.replicates_holding,
+                f"{prefix}comparisons": s.comparisons,
+                f"{prefix}comparisons_holding": s.comparisons_holding,
+                f"{prefix}effect": s.effect,
+                f"{prefix}effect_min": s.effect_min,
+                f"{prefix}effect_max": s.effect_max,
+                f"{prefix}p": s.p,
+            }
+        )
+    row.update(
+        {
+            "paper": theirs.verdict,
+            "paper_this_table": this_table,
+            "paper_contradicts_abstract": contradicts_abstract(claim, theirs),
+        }
+    )
     return row

@@ -58,17 +58,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "and figures from the result.json records below a folder.",
     )
     parser.add_argument("folder", type=Path, help="results root, sweep folder or run folder")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="output folder (default: FOLDER/analysis, or ./analysis-<folder name> "
-                        "when FOLDER is read-only)")
-    parser.add_argument("--format", type=_formats, default=list(FORMATS), dest="formats", metavar="md,tex,csv",
-                        help="comma-separated subset of md,tex,csv (default: all)")
-    parser.add_argument("--sharpness", default=None, metavar="NAME",
-                        help="sharpness measure of the table's Sharpness row (default: worst_linf, "
-                        "or the only measure present)")
-    parser.add_argument("--figures", choices=FIGURE_CHOICES, default="all",
-                        help="all (default): bars and overlaid curves per table, sweep views and curves per run; "
-                        "tables: all but the curves per run; none")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output folder (default: FOLDER/analysis, or ./analysis-<folder name> when FOLDER is read-only)",
+    )
+    parser.add_argument(
+        "--format",
+        type=_formats,
+        default=list(FORMATS),
+        dest="formats",
+        metavar="md,tex,csv",
+        help="comma-separated subset of md,tex,csv (default: all)",
+    )
+    parser.add_argument(
+        "--sharpness",
+        default=None,
+        metavar="NAME",
+        help="sharpness measure of the table's Sharpness row (default: worst_linf, or the only measure present)",
+    )
+    parser.add_argument(
+        "--figures",
+        choices=FIGURE_CHOICES,
+        default="all",
+        help="all (default): bars and overlaid curves per table, sweep views and curves per run; "
+        "tables: all but the curves per run; none",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
     return parser.parse_args(argv)
 
@@ -86,8 +103,13 @@ def write_tables(report: Report, out: Path, formats: list[str]) -> list[Path]:
     if "csv" in formats:
         write_runs_csv(report.loaded.runs, out / "runs.csv")
         written.append(out / "runs.csv")
-        parts = (("cells", "table"), ("comparison", "comparison"), ("claims", "claims"),
-                 ("claims_per_seed", "claims_per_seed"), ("paper_claims", "paper_claims"))
+        parts = (
+            ("cells", "table"),
+            ("comparison", "comparison"),
+            ("claims", "claims"),
+            ("claims_per_seed", "claims_per_seed"),
+            ("paper_claims", "paper_claims"),
+        )
         for name, part in parts:
             report.frame(part).to_csv(out / f"{name}.csv", index=False)
             written.append(out / f"{name}.csv")
@@ -164,8 +186,11 @@ def _run(args: argparse.Namespace) -> int:
     report = build_report(args.folder, sharpness=args.sharpness)
     unusable = [p for p in report.loaded.problems if p.kind in UNUSABLE]
     if unusable:
-        print(f"warning: {len(unusable)} record{'s' if len(unusable) > 1 else ''} could not be used "
-              f"(unreadable, malformed or duplicate); listed under 'Records left out'", file=sys.stderr)
+        print(
+            f"warning: {len(unusable)} record{'s' if len(unusable) > 1 else ''} could not be used "
+            f"(unreadable, malformed or duplicate); listed under 'Records left out'",
+            file=sys.stderr,
+        )
     try:
         written = write_tables(report, out, args.formats)
     except OSError as exc:

@@ -117,8 +117,9 @@ def read_runs_csv(path: str | os.PathLike) -> pd.DataFrame:
     config = [c for c in header if c.startswith(CONFIG_PREFIX)]
     types = dtypes([c for c in header if c.startswith(SHARPNESS_PREFIX)])
     known = {c: t for c, t in types.items() if c in header}
-    frame = pd.read_csv(path, dtype={**known, **{c: str for c in config}}, keep_default_na=False,
-                        na_values={c: [""] for c in header})
+    frame = pd.read_csv(
+        path, dtype={**known, **{c: str for c in config}}, keep_default_na=False, na_values={c: [""] for c in header}
+    )
     if "variant" in frame.columns:  # "" (the preset) is written as an empty field
         frame["variant"] = frame["variant"].fillna("")
     for column in config:

@@ -28,11 +28,27 @@ MAX_TEXT = 1000  # characters of a list or mapping value kept in its column
 
 # Keys (and everything below them) that never become columns: where a run lives, how it was
 # shown, or a repeat of an identity column of the runs table.
-_SKIPPED = frozenset({
-    "hydra", "run_dir", "results_root", "data_dir", "experiment_name", "seed", "variant",
-    "force", "progress", "keep_checkpoint", "dataset.name", "model.name", "optimizer.name", "schedule.name",
-    "dataset.root", "dataset.download", "dataset.num_workers",
-})
+_SKIPPED = frozenset(
+    {
+        "hydra",
+        "run_dir",
+        "results_root",
+        "data_dir",
+        "experiment_name",
+        "seed",
+        "variant",
+        "force",
+        "progress",
+        "keep_checkpoint",
+        "dataset.name",
+        "model.name",
+        "optimizer.name",
+        "schedule.name",
+        "dataset.root",
+        "dataset.download",
+        "dataset.num_workers",
+    }
+)
 _SKIPPED_LEAVES = ("_target_", "_partial_")
 
 

@@ -47,10 +47,13 @@ def cell_style(optimizer: str, schedule: str) -> dict[str, object]:
 
 def style_legend(figure: Figure, optimizers: list[str], schedules: list[str], extra: tuple = ()) -> None:
     """One legend for an overlay: a colour per optimizer, then a line style per schedule, then `extra` handles."""
-    handles = [Line2D([], [], color=cell_style(o, "constant")["color"], label=cell_label(o, "constant"))
-               for o in optimizers]
-    handles += [Line2D([], [], color="black", linestyle=cell_style("sgd", s)["linestyle"],
-                       label=_SCHEDULE_NAMES.get(s, s)) for s in schedules]
+    handles = [
+        Line2D([], [], color=cell_style(o, "constant")["color"], label=cell_label(o, "constant")) for o in optimizers
+    ]
+    handles += [
+        Line2D([], [], color="black", linestyle=cell_style("sgd", s)["linestyle"], label=_SCHEDULE_NAMES.get(s, s))
+        for s in schedules
+    ]
     handles += list(extra)
     figure.legend(handles=handles, loc="outside right upper", fontsize="small")
 
@@ -178,7 +181,7 @@ def plot_curves(run_dir: str | os.PathLike, *, title: str | None = None) -> Figu
         ax.grid(alpha=0.3)
         if len(cols) > 1:
             ax.legend(fontsize="small")
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     figure.suptitle(title or str(run_dir), fontsize="medium")
     return figure

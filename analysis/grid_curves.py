@@ -46,7 +46,8 @@ def curve_frame(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     frames, problems = [], []
     wanted = ["epoch"] + [column for column, _, _ in PANELS]
     for opt, sched, seed, run_dir in completed(runs)[["optimizer", "schedule", "seed", "run_dir"]].itertuples(
-            index=False, name=None):
+        index=False, name=None
+    ):
         path = Path(run_dir) / METRICS_FILE
         try:
             if path.stat().st_size > MAX_METRICS_BYTES:
@@ -104,8 +105,11 @@ def plot_grid_curves(
     panels = [(c, title, log) for c, title, log in PANELS if c in frame.columns and frame[c].notna().any()]
     if frame.empty or not panels:
         raise ValueError(f"no run of {selection.title()} has a readable {METRICS_FILE}")
-    cells = [c for c in cell_order(set(zip(frame["optimizer"], frame["schedule"])))
-             if c in set(zip(frame["optimizer"], frame["schedule"]))]
+    cells = [
+        c
+        for c in cell_order(set(zip(frame["optimizer"], frame["schedule"])))
+        if c in set(zip(frame["optimizer"], frame["schedule"]))
+    ]
     seeds = frame.groupby(["optimizer", "schedule"])["seed"].nunique()
     figure = new_figure(4.0 * len(panels) + 1.6, 3.5)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
@@ -119,8 +123,9 @@ def plot_grid_curves(
             style = cell_style(*cell)
             ax.plot(stats["epoch"], stats["mean"], linewidth=1.3, **style)
             if seeds[cell] > 1:
-                ax.fill_between(stats["epoch"], stats["low"], stats["high"], color=style["color"], alpha=0.15,
-                                linewidth=0)
+                ax.fill_between(
+                    stats["epoch"], stats["low"], stats["high"], color=style["color"], alpha=0.15, linewidth=0
+                )
             positive = positive and bool((stats["low"] > 0).all())
         if log and positive:
             ax.set_yscale("log")

@@ -194,8 +194,9 @@ def parse_record(record: dict, run_dir: str) -> dict:
     row["seed"] = seed
     row["variant"], row["variant_values"] = _variant(record)
     experiment = record.get("experiment")
-    row["experiment"] = (experiment if isinstance(experiment, str) and experiment
-                         else _experiment_from_path(run_dir, row["variant"]))
+    row["experiment"] = (
+        experiment if isinstance(experiment, str) and experiment else _experiment_from_path(run_dir, row["variant"])
+    )
     for key in _FLOATS:
         row[key] = _number(record, key, float)
     for key in _INTS:

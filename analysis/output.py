@@ -13,8 +13,8 @@ permission bits lie for root and on network file systems.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 class OutputError(OSError):
@@ -38,8 +38,9 @@ def fallback_folders(folder: Path) -> list[Path]:
     return [Path.cwd() / name, Path(tempfile.gettempdir()) / name]
 
 
-def output_folder(folder: Path, requested: Path | None,
-                  fallbacks: Sequence[Path] | None = None) -> tuple[Path, str | None]:
+def output_folder(
+    folder: Path, requested: Path | None, fallbacks: Sequence[Path] | None = None
+) -> tuple[Path, str | None]:
     """(folder to write to, a note saying why it is not the default or None); raises `OutputError`.
 
     `requested` is `--out`; `fallbacks` default to `fallback_folders(folder)`.

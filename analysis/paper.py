@@ -48,8 +48,9 @@ def _reported_lookup() -> dict[tuple[str, str, str, str], tuple[float, float]]:
     frame = _reported()
     return {
         (d, m, o, s): (float(e), float(sh))
-        for d, m, o, s, e, sh in frame[["dataset", "model", "optimizer", "schedule", "test_error_pct", "sharpness"]]
-        .itertuples(index=False, name=None)
+        for d, m, o, s, e, sh in frame[
+            ["dataset", "model", "optimizer", "schedule", "test_error_pct", "sharpness"]
+        ].itertuples(index=False, name=None)
     }
 
 
@@ -78,9 +79,7 @@ def has_paper_numbers(dataset: str, model: str) -> bool:
     return (dataset, model) in _tables()
 
 
-def compare_with_paper(
-    runs: pd.DataFrame, dataset: str, model: str, *, experiment: str | None = None
-) -> Table | None:
+def compare_with_paper(runs: pd.DataFrame, dataset: str, model: str, *, experiment: str | None = None) -> Table | None:
     """Ours, the paper's and the difference (ours - paper) per cell; None when the paper has no such table.
 
     Rows: test error and sharpness, each as ours / paper / ours - paper;
@@ -102,18 +101,33 @@ def compare_with_paper(
         diffs = {c: ours[c][0] - paper[c] if ours[c] and paper[c] is not None else None for c in cells}
         decimals = decimals_for([v[0] for v in ours.values() if v] + [v for v in paper.values() if v is not None])
         show_n = len({v[2] for v in ours.values() if v}) > 1
-        rows.append([f"{label}: ours"]
-                    + [format_mean_std(*ours[c], decimals, show_n) if ours[c] else MISSING for c in cells])
-        rows.append([f"{label}: paper"]
-                    + [format_number(paper[c], decimals) if paper[c] is not None else MISSING for c in cells])
-        rows.append([f"{label}: ours - paper"]
-                    + [f"{diffs[c]:+.{decimals}f}" if diffs[c] is not None else MISSING for c in cells])
+        rows.append(
+            [f"{label}: ours"] + [format_mean_std(*ours[c], decimals, show_n) if ours[c] else MISSING for c in cells]
+        )
+        rows.append(
+            [f"{label}: paper"]
+            + [format_number(paper[c], decimals) if paper[c] is not None else MISSING for c in cells]
+        )
+        rows.append(
+            [f"{label}: ours - paper"]
+            + [f"{diffs[c]:+.{decimals}f}" if diffs[c] is not None else MISSING for c in cells]
+        )
         for c in cells:
             mean, std, n = ours[c] if ours[c] else (math.nan, math.nan, 0)
             tidy.append(
-                {"dataset": dataset, "model": model, "optimizer": c[0], "schedule": c[1], "cell": cell_label(*c),
-                 "metric": metric, "ours_mean": mean, "ours_std": std, "n": n,
-                 "paper": paper[c], "difference": diffs[c] if diffs[c] is not None else math.nan}
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "optimizer": c[0],
+                    "schedule": c[1],
+                    "cell": cell_label(*c),
+                    "metric": metric,
+                    "ours_mean": mean,
+                    "ours_std": std,
+                    "n": n,
+                    "paper": paper[c],
+                    "difference": diffs[c] if diffs[c] is not None else math.nan,
+                }
             )
     notes = []
     if not any(lookup.get((*c, sharp_col)) for c in cells):

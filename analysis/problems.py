@@ -19,8 +19,10 @@ KINDS = {
     "corrupt": ("unreadable or half-written result.json", "unreadable or half-written result.json files"),
     "schema": ("record of an older or unknown schema_version", "records of an older or unknown schema_version"),
     "invalid": ("record with missing or malformed fields", "records with missing or malformed fields"),
-    "incomplete": ("run folder without a result.json (still running, killed, or its sweep stopped)",
-                   "run folders without a result.json (still running, killed, or their sweep stopped)"),
+    "incomplete": (
+        "run folder without a result.json (still running, killed, or its sweep stopped)",
+        "run folders without a result.json (still running, killed, or their sweep stopped)",
+    ),
     "duplicate": ("duplicate record of the same run", "duplicate records of the same run"),
 }
 

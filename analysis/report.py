@@ -119,7 +119,10 @@ def build_report(source: LoadedRuns | str | os.PathLike, *, sharpness: str | Non
         options = {"experiment": experiment, "variant": variant, "sharpness": sharpness}
         report.sections.append(
             Section(
-                experiment, dataset, model, variant,
+                experiment,
+                dataset,
+                model,
+                variant,
                 table=paper_table(runs, dataset, model, **options),
                 comparison=compare_with_paper(runs, dataset, model, experiment=experiment) if variant == "" else None,
                 claims=check_claims(runs, dataset, model, **options),

@@ -92,7 +92,9 @@ def select_runs(
     if variant is not None:
         chosen = chosen[chosen["variant"] == variant]
     return Selection(
-        chosen, dataset, model,
+        chosen,
+        dataset,
+        model,
         experiment=experiment if len(experiments) > 1 else None,
         variant=variant if len(variants) > 1 else None,
     )
@@ -139,14 +141,16 @@ def cell_stats(runs: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
     # Cells x metrics, row-major, built from arrays (no `stack`, whose NaN handling
     # differs between pandas 2 and 3).
     per_cell = len(metrics)
-    return pd.DataFrame({
-        "optimizer": np.repeat(mean.index.get_level_values(0).to_numpy(dtype=object), per_cell),
-        "schedule": np.repeat(mean.index.get_level_values(1).to_numpy(dtype=object), per_cell),
-        "metric": np.tile(np.array(metrics, dtype=object), len(mean)),
-        "mean": mean.to_numpy(dtype=float).ravel(),
-        "std": std.to_numpy(dtype=float).ravel(),
-        "n": count.to_numpy(dtype=np.int64).ravel(),
-    })
+    return pd.DataFrame(
+        {
+            "optimizer": np.repeat(mean.index.get_level_values(0).to_numpy(dtype=object), per_cell),
+            "schedule": np.repeat(mean.index.get_level_values(1).to_numpy(dtype=object), per_cell),
+            "metric": np.tile(np.array(metrics, dtype=object), len(mean)),
+            "mean": mean.to_numpy(dtype=float).ravel(),
+            "std": std.to_numpy(dtype=float).ravel(),
+            "n": count.to_numpy(dtype=np.int64).ravel(),
+        }
+    )
 
 
 def stats_lookup(stats: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, float, int]]:

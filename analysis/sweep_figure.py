@@ -60,8 +60,16 @@ def plot_sweep(sweep: Sweep, sharpness: str | None = None) -> Figure:
                 label = f"{cell_label(opt, sched)} ({sweep.key} = {rows['value'].iloc[0]})"
                 ax.axhline(rows["mean"].iloc[0], linewidth=1.0, alpha=0.6, label=label, **style)
                 continue
-            ax.errorbar(rows["x"], rows["mean"], yerr=np.nan_to_num(rows["std"].to_numpy(dtype=float)),
-                        marker="o", markersize=3.5, capsize=3, label=cell_label(opt, sched), **style)
+            ax.errorbar(
+                rows["x"],
+                rows["mean"],
+                yerr=np.nan_to_num(rows["std"].to_numpy(dtype=float)),
+                marker="o",
+                markersize=3.5,
+                capsize=3,
+                label=cell_label(opt, sched),
+                **style,
+            )
         if log:
             ax.set_xscale("log")
         ax.set_xticks([x_of[v] for v in ticks], ticks, fontsize="small")

@@ -53,8 +53,7 @@ class Sweep:
     def slug(self) -> str:
         """File-name-safe key: `cifar10-resnet18-sweep-optimizer.rho`."""
         base = _base_label(self.base).replace("=", "-") if self.base else ""
-        return slug(self.experiment if self.show_experiment else "", self.dataset, self.model,
-                    "sweep", self.key, base)
+        return slug(self.experiment if self.show_experiment else "", self.dataset, self.model, "sweep", self.key, base)
 
 
 def _base_label(base: dict[str, Any], separator: str = ",") -> str:
@@ -119,8 +118,17 @@ def find_sweeps(runs: pd.DataFrame) -> list[Sweep]:
                 chosen = group[group["variant"].isin(variants)].copy()
                 chosen["value"] = pd.Series(_member_values(chosen, key, parsed), index=chosen.index, dtype=object)
                 chosen["preset"] = [key not in parsed[v] for v in chosen["variant"]]
-                sweeps.append(Sweep(experiment, dataset, model, key, json.loads(rest), chosen,
-                                    experiments_per_pair[(dataset, model)] > 1))
+                sweeps.append(
+                    Sweep(
+                        experiment,
+                        dataset,
+                        model,
+                        key,
+                        json.loads(rest),
+                        chosen,
+                        experiments_per_pair[(dataset, model)] > 1,
+                    )
+                )
     return sweeps
 
 
@@ -136,17 +144,26 @@ def sweep_stats(sweep: Sweep, sharpness: str | None = None) -> pd.DataFrame:
             at = cell_runs[cell_runs["value"].map(lambda v, value=value: v == value)]
             for metric, column in metrics:
                 values = at[column].dropna().to_numpy(dtype=float) if column in at.columns else np.array([])
-                rows.append({
-                    "experiment": sweep.experiment, "dataset": sweep.dataset, "model": sweep.model,
-                    "key": sweep.key, "base": _base_label(sweep.base), "value": _label(value),
-                    "value_number": value if isinstance(value, float) else math.nan,
-                    "preset": _label(value) in presets, "optimizer": opt, "schedule": sched,
-                    "cell": cell_label(opt, sched), "metric": metric,
-                    "measure": measure if metric == "sharpness" else "",
-                    "mean": float(values.mean()) if values.size else math.nan,
-                    "std": float(values.std(ddof=1)) if values.size > 1 else math.nan,
-                    "n": int(values.size),
-                })
+                rows.append(
+                    {
+                        "experiment": sweep.experiment,
+                        "dataset": sweep.dataset,
+                        "model": sweep.model,
+                        "key": sweep.key,
+                        "base": _base_label(sweep.base),
+                        "value": _label(value),
+                        "value_number": value if isinstance(value, float) else math.nan,
+                        "preset": _label(value) in presets,
+                        "optimizer": opt,
+                        "schedule": sched,
+                        "cell": cell_label(opt, sched),
+                        "metric": metric,
+                        "measure": measure if metric == "sharpness" else "",
+                        "mean": float(values.mean()) if values.size else math.nan,
+                        "std": float(values.std(ddof=1)) if values.size > 1 else math.nan,
+                        "n": int(values.size),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -169,14 +186,17 @@ def single_value_cells(stats: pd.DataFrame) -> list[tuple[str, str]]:
 def sweep_table(sweep: Sweep, sharpness: str | None = None) -> Table:
     """Rows: each metric x each value of the key; columns: the grid cells present, in the paper's order."""
     stats = sweep_stats(sweep, sharpness)
-    cells = [c for c in cell_order(set(zip(stats["optimizer"], stats["schedule"])))
-             if c in set(zip(stats["optimizer"], stats["schedule"]))]
+    cells = [
+        c
+        for c in cell_order(set(zip(stats["optimizer"], stats["schedule"])))
+        if c in set(zip(stats["optimizer"], stats["schedule"]))
+    ]
     values = _value_order(stats)
     fixed = single_value_cells(stats)
-    swept_presets = {r.value for r in stats.itertuples(index=False)
-                     if r.preset and (r.optimizer, r.schedule) not in fixed}
-    lookup = {(r.value, r.optimizer, r.schedule, r.metric): (r.mean, r.std, r.n)
-              for r in stats.itertuples(index=False)}
+    swept_presets = {
+        r.value for r in stats.itertuples(index=False) if r.preset and (r.optimizer, r.schedule) not in fixed
+    }
+    lookup = {(r.value, r.optimizer, r.schedule, r.metric): (r.mean, r.std, r.n) for r in stats.itertuples(index=False)}
     measure = next((m for m in stats["measure"] if m), None)
     blocks = [(TEST_ERROR_ROW, "test_error")] + ([(f"{SHARPNESS_ROW} ({measure})", "sharpness")] if measure else [])
     rows = []

@@ -91,8 +91,9 @@ def _seed_phrase(counts: set[int]) -> str:
     return "one seed per cell (no std)" if n == 1 else f"{n} seeds per cell"
 
 
-def _left_out_notes(runs: pd.DataFrame, cells: list[tuple[str, str]], present: set,
-                    in_preset: set | None = None) -> list[str]:
+def _left_out_notes(
+    runs: pd.DataFrame, cells: list[tuple[str, str]], present: set, in_preset: set | None = None
+) -> list[str]:
     """Missing cells, and cells whose mean left out failed or diverged seeds.
 
     `in_preset`: cells with completed runs among the preset's own values, for
@@ -111,8 +112,10 @@ def _left_out_notes(runs: pd.DataFrame, cells: list[tuple[str, str]], present: s
     elsewhere = [c for c in missing if in_preset and c in in_preset]
     missing = [c for c in missing if c not in elsewhere]
     if elsewhere:
-        notes.append("Run with the preset values only (see that table; a value that does not apply to a cell, "
-                     "such as rho to SGD, leaves it there): " + ", ".join(cell_label(*c) for c in elsewhere) + ".")
+        notes.append(
+            "Run with the preset values only (see that table; a value that does not apply to a cell, "
+            "such as rho to SGD, leaves it there): " + ", ".join(cell_label(*c) for c in elsewhere) + "."
+        )
     if missing:
         notes.append("Missing (no completed run): " + ", ".join(cell_label(*c) + why(c) for c in missing) + ".")
     partial = [c for c in cells if c in present and why(c)]
@@ -164,14 +167,19 @@ def paper_table(
 
     in_preset = None
     if selection.variant:  # a variant's table, next to the preset's
-        others = all_runs[(all_runs["dataset"] == dataset) & (all_runs["model"] == model)
-                          & (all_runs["experiment"] == (runs["experiment"].iloc[0] if len(runs) else experiment))
-                          & (all_runs["variant"] == "")]
+        others = all_runs[
+            (all_runs["dataset"] == dataset)
+            & (all_runs["model"] == model)
+            & (all_runs["experiment"] == (runs["experiment"].iloc[0] if len(runs) else experiment))
+            & (all_runs["variant"] == "")
+        ]
         in_preset = set(completed(others)[["optimizer", "schedule"]].itertuples(index=False, name=None))
     notes = _left_out_notes(runs, cells, present, in_preset)
     if main and main not in measures:
-        notes.append(f"No run of this table has the sharpness measure {main!r}" + (
-            f" (present: {', '.join(measures)})." if measures else "."))
+        notes.append(
+            f"No run of this table has the sharpness measure {main!r}"
+            + (f" (present: {', '.join(measures)})." if measures else ".")
+        )
     elif main:
         unmeasured = [c for c in cells if c in present and (*c, metric_column(main)) not in lookup]
         if unmeasured:
@@ -182,12 +190,14 @@ def paper_table(
     seed_counts = {v[2] for (_, _, m), v in lookup.items() if m == TEST_ERROR}
     sharp = f"sharpness ({main})" if main else "sharpness"
     caption = (
-        f"Test error (%) and {sharp} of the final model; mean ± sample std over seeds, "
-        f"{_seed_phrase(seed_counts)}."
+        f"Test error (%) and {sharp} of the final model; mean ± sample std over seeds, {_seed_phrase(seed_counts)}."
     )
-    stats = stats.assign(experiment=runs["experiment"].iloc[0] if len(runs) else experiment,
-                         dataset=dataset, model=model,
-                         variant=runs["variant"].iloc[0] if len(runs) else (variant or ""))
+    stats = stats.assign(
+        experiment=runs["experiment"].iloc[0] if len(runs) else experiment,
+        dataset=dataset,
+        model=model,
+        variant=runs["variant"].iloc[0] if len(runs) else (variant or ""),
+    )
     stats["cell"] = [cell_label(o, s) for o, s in zip(stats["optimizer"], stats["schedule"])]
     return Table(
         title=selection.title(),
@@ -196,6 +206,7 @@ def paper_table(
         caption=caption,
         notes=notes,
         key=selection.key(),
-        stats=stats[["experiment", "dataset", "model", "variant", "optimizer", "schedule", "cell", "metric",
-                     "mean", "std", "n"]],
+        stats=stats[
+            ["experiment", "dataset", "model", "variant", "optimizer", "schedule", "cell", "metric", "mean", "std", "n"]
+        ],
     )

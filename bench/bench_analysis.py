@@ -40,19 +40,56 @@ CELLS = [(o, s) for s in ("constant", "batch", "cosine", "linear") for o in ("sg
 def _config(dataset: str, model: str, optimizer: str, schedule: str, seed: int) -> dict:
     """A composed config about the size the runner stores (~2 KB of JSON)."""
     return {
-        "dataset": {"name": dataset, "num_classes": 10, "image_size": 32, "channels": 3,
-                    "mean": [0.4914, 0.4822, 0.4465], "std": [0.247, 0.2435, 0.2616], "train_size": 50000,
-                    "root": "${data_dir}/" + dataset, "download": True, "loader": "device", "augment": "crop_flip"},
+        "dataset": {
+            "name": dataset,
+            "num_classes": 10,
+            "image_size": 32,
+            "channels": 3,
+            "mean": [0.4914, 0.4822, 0.4465],
+            "std": [0.247, 0.2435, 0.2616],
+            "train_size": 50000,
+            "root": "${data_dir}/" + dataset,
+            "download": True,
+            "loader": "device",
+            "augment": "crop_flip",
+        },
         "model": {"name": model, "num_classes": 10, "width": 64},
-        "optimizer": {"name": optimizer, "lr": 0.1, "rho": 0.05 if optimizer != "sgd" else 0.0, "alpha": 0.02,
-                      "base": {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.0, "weight_decay": 0.0}},
-        "schedule": {"name": schedule, "epochs": 200, "lr_policy": schedule, "min_lr_ratio": 0.01, "warmup_epochs": 0,
-                     "rho_follows_lr": True,
-                     "stages": [{"batch_size": b, "epochs": 40} for b in (16, 32, 64, 128, 256)]},
-        "sharpness": {"worst_linf": {"rho": 0.0002, "iterations": 20, "restarts": 1, "examples": 1024,
-                                     "batch_size": 128, "adaptive": False, "random_init": False}},
-        "experiment": f"paper/{dataset}_{model}", "seed": seed, "results_root": "results", "data_dir": "data",
-        "device": "auto", "precision": "bf16", "channels_last": True, "compile": False, "force": False,
+        "optimizer": {
+            "name": optimizer,
+            "lr": 0.1,
+            "rho": 0.05 if optimizer != "sgd" else 0.0,
+            "alpha": 0.02,
+            "base": {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.0, "weight_decay": 0.0},
+        },
+        "schedule": {
+            "name": schedule,
+            "epochs": 200,
+            "lr_policy": schedule,
+            "min_lr_ratio": 0.01,
+            "warmup_epochs": 0,
+            "rho_follows_lr": True,
+            "stages": [{"batch_size": b, "epochs": 40} for b in (16, 32, 64, 128, 256)],
+        },
+        "sharpness": {
+            "worst_linf": {
+                "rho": 0.0002,
+                "iterations": 20,
+                "restarts": 1,
+                "examples": 1024,
+                "batch_size": 128,
+                "adaptive": False,
+                "random_init": False,
+            }
+        },
+        "experiment": f"paper/{dataset}_{model}",
+        "seed": seed,
+        "results_root": "results",
+        "data_dir": "data",
+        "device": "auto",
+        "precision": "bf16",
+        "channels_last": True,
+        "compile": False,
+        "force": False,
         "grad_norm_examples": 0,
     }
 
@@ -72,16 +109,33 @@ def write_records(root: Path, count: int, *, seed: int = 0) -> int:
                 status = "failed" if rng.random() < 0.01 else "completed"
                 ok = status == "completed"
                 record = {
-                    "schema_version": 1, "status": status, "experiment": experiment, "dataset": dataset,
-                    "model": model, "optimizer": optimizer, "schedule": schedule, "seed": k,
-                    "test_error": rng.uniform(5, 40) if ok else None, "test_loss": rng.uniform(0.1, 2) if ok else None,
-                    "train_error": rng.uniform(0, 1) if ok else None, "train_loss": rng.uniform(0, 0.1) if ok else None,
-                    "sharpness": {"worst_linf": {"value": rng.uniform(1, 3000), "error_increase": 0.3, "rho": 0.0002},
-                                  "avg_l2": {"value": rng.uniform(0, 1), "rho": 0.1}} if ok else None,
-                    "epochs": 200, "steps": 78000, "wall_time_s": rng.uniform(1000, 9000), "precision": "bf16",
+                    "schema_version": 1,
+                    "status": status,
+                    "experiment": experiment,
+                    "dataset": dataset,
+                    "model": model,
+                    "optimizer": optimizer,
+                    "schedule": schedule,
+                    "seed": k,
+                    "test_error": rng.uniform(5, 40) if ok else None,
+                    "test_loss": rng.uniform(0.1, 2) if ok else None,
+                    "train_error": rng.uniform(0, 1) if ok else None,
+                    "train_loss": rng.uniform(0, 0.1) if ok else None,
+                    "sharpness": {
+                        "worst_linf": {"value": rng.uniform(1, 3000), "error_increase": 0.3, "rho": 0.0002},
+                        "avg_l2": {"value": rng.uniform(0, 1), "rho": 0.1},
+                    }
+                    if ok
+                    else None,
+                    "epochs": 200,
+                    "steps": 78000,
+                    "wall_time_s": rng.uniform(1000, 9000),
+                    "precision": "bf16",
                     "config": _config(dataset, model, optimizer, schedule, k),
-                    "versions": {"torch": "2.14.1", "python": "3.11.2"}, "git_commit": "abc123",
-                    "error": None if ok else "RuntimeError: CUDA out of memory", "diverged_at_step": None,
+                    "versions": {"torch": "2.14.1", "python": "3.11.2"},
+                    "git_commit": "abc123",
+                    "error": None if ok else "RuntimeError: CUDA out of memory",
+                    "diverged_at_step": None,
                 }
                 text = json.dumps(record, indent=2)
                 if written % 2500 == 7:
@@ -117,12 +171,16 @@ def main() -> None:
             report.markdown(), report.latex()
             total = time.perf_counter() - t0
             timings.append((t_load, total))
-            print(f"load {t_load:.2f} s, load + tables + render {total:.2f} s "
-                  f"({len(loaded.runs)} runs, {len(loaded.problems)} left out, {len(report.sections)} tables)")
+            print(
+                f"load {t_load:.2f} s, load + tables + render {total:.2f} s "
+                f"({len(loaded.runs)} runs, {len(loaded.problems)} left out, {len(report.sections)} tables)"
+            )
     median = statistics.median(t for _, t in timings)
-    print(f"median of {args.repeats}: load {statistics.median(t for t, _ in timings):.2f} s, "
-          f"load + tabulate {median:.2f} s (target < {TARGET_S:.0f} s) on {_cpu_name()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, pandas {pd.__version__}")
+    print(
+        f"median of {args.repeats}: load {statistics.median(t for t, _ in timings):.2f} s, "
+        f"load + tabulate {median:.2f} s (target < {TARGET_S:.0f} s) on {_cpu_name()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, pandas {pd.__version__}"
+    )
     if median >= TARGET_S:
         sys.exit(f"slower than the target of {TARGET_S} s")
 

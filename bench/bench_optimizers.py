@@ -37,8 +37,8 @@ import statistics
 import sys
 import time
 import unittest.mock
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -226,9 +226,7 @@ def count_ops(optimizer, closure: StoredGradients, multi_tensor: bool = False) -
     with path if multi_tensor else contextlib.nullcontext(), profiler as profile:
         optimizer.step(closure)
     aten = [event for event in profile.events() if event.name.startswith("aten::")]
-    dispatched = [
-        event for event in aten if event.cpu_parent is None or not event.cpu_parent.name.startswith("aten::")
-    ]
+    dispatched = [event for event in aten if event.cpu_parent is None or not event.cpu_parent.name.startswith("aten::")]
     launching = [event for event in dispatched if event.name not in NO_KERNEL_OPS]
     return {"dispatched": len(dispatched), "launching": len(launching), "all": len(aten)}
 

@@ -48,8 +48,15 @@ import sharpness  # noqa: E402
 from runner.models import cifar_resnet18  # noqa: E402
 from sharpness.precision import float32_exact  # noqa: E402
 
-PAPER = {"kind": "worst_case", "ball": "linf", "adaptive": False, "rho": 0.0002, "iterations": 20,
-         "restarts": 1, "random_start": False}
+PAPER = {
+    "kind": "worst_case",
+    "ball": "linf",
+    "adaptive": False,
+    "rho": 0.0002,
+    "iterations": 20,
+    "restarts": 1,
+    "random_start": False,
+}
 
 
 def log(message: str) -> None:
@@ -57,6 +64,7 @@ def log(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the baseline
+
 
 def research_checkpoints(n_iters: int) -> list[int]:
     """The auto-PGD checkpoints, as the research code computes them."""
@@ -121,6 +129,7 @@ def research_worst_case(model: nn.Module, batches: list, rho: float, n_iters: in
 
 # ----------------------------------------------------------------------------- setup
 
+
 def build_model(width: int, device: torch.device, seed: int = 0) -> nn.Module:
     """A CIFAR ResNet-18 whose BatchNorm running statistics come from a few training-mode passes."""
     torch.manual_seed(seed)
@@ -136,8 +145,10 @@ def random_batches(examples: int, batch_size: int, device: torch.device, seed: i
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(examples, 3, 32, 32, generator=generator)
     labels = torch.randint(0, 10, (examples,), generator=generator)
-    return [(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device))
-            for i in range(0, examples, batch_size)]
+    return [
+        (images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device))
+        for i in range(0, examples, batch_size)
+    ]
 
 
 def timed(fn) -> tuple[float, float]:
@@ -187,8 +198,10 @@ def main() -> None:
             seconds, value = timed(ours if name == "ours" else baseline)
             times[name].append(seconds)
             values[name] = value
-        log(f"round {round_index + 1}/{args.rounds}: ours {times['ours'][-1]:.2f} s, "
-            f"baseline {times['baseline'][-1]:.2f} s")
+        log(
+            f"round {round_index + 1}/{args.rounds}: ours {times['ours'][-1]:.2f} s, "
+            f"baseline {times['baseline'][-1]:.2f} s"
+        )
     ratios = [b / o for o, b in zip(times["ours"], times["baseline"])]
     difference = abs(values["ours"] - values["baseline"])
     same = difference <= 1e-6 + 1e-4 * abs(values["baseline"])

@@ -57,10 +57,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
@@ -115,13 +115,25 @@ def write_fake_cifar10(root: Path, train_size: int, seed: int = 0) -> Path:
     images = rng.integers(0, 256, (train_size, 3 * 32 * 32), dtype=np.uint8)
     labels = rng.integers(0, 10, train_size)
     for number, chunk in enumerate(np.array_split(np.arange(train_size), 5), start=1):
-        entry = {"batch_label": f"training batch {number} of 5", "data": images[chunk],
-                 "labels": labels[chunk].tolist(), "filenames": [f"{i}.png" for i in chunk]}
+        entry = {
+            "batch_label": f"training batch {number} of 5",
+            "data": images[chunk],
+            "labels": labels[chunk].tolist(),
+            "filenames": [f"{i}.png" for i in chunk],
+        }
         with open(folder / f"data_batch_{number}", "wb") as handle:
             pickle.dump(entry, handle, protocol=2)
     with open(folder / "test_batch", "wb") as handle:
-        pickle.dump({"batch_label": "testing batch 1 of 1", "data": images[:100], "labels": labels[:100].tolist(),
-                     "filenames": []}, handle, protocol=2)
+        pickle.dump(
+            {
+                "batch_label": "testing batch 1 of 1",
+                "data": images[:100],
+                "labels": labels[:100].tolist(),
+                "filenames": [],
+            },
+            handle,
+            protocol=2,
+        )
     with open(folder / "batches.meta", "wb") as handle:
         pickle.dump({"label_names": [str(i) for i in range(10)], "num_cases_per_batch": 10000}, handle, protocol=2)
     return root
@@ -170,8 +182,15 @@ def table_model(table: str, *overrides: str) -> Callable[[], nn.Module]:
     return lambda: build_model(paper_cell(table, *overrides).model)
 
 
-def cifar_workload(name: str, table: str, make_model: Callable[[], nn.Module], root: Path, train_size: int,
-                   device: torch.device, channels_last: bool) -> Workload:
+def cifar_workload(
+    name: str,
+    table: str,
+    make_model: Callable[[], nn.Module],
+    root: Path,
+    train_size: int,
+    device: torch.device,
+    channels_last: bool,
+) -> Workload:
     """The fake CIFAR-10 files under `root`, read as the table's dataset config reads CIFAR."""
     facts = dataset_facts(table)
     config = {**facts, "root": str(root), "download": False, "verify_checksums": False, "train_size": train_size}
@@ -180,8 +199,17 @@ def cifar_workload(name: str, table: str, make_model: Callable[[], nn.Module], r
 
     def device_data() -> DeviceLoader:
         images, labels = load_tensors(config, "train")
-        return DeviceLoader(images, labels, mean=mean, std=std, augment=True, pad=pad, device=device,
-                            seed=0, channels_last=channels_last)
+        return DeviceLoader(
+            images,
+            labels,
+            mean=mean,
+            std=std,
+            augment=True,
+            pad=pad,
+            device=device,
+            seed=0,
+            channels_last=channels_last,
+        )
 
     def pil_data() -> Dataset:
         return FakeCIFAR10(str(root), train=True, transform=research_transform(size, pad, mean, std))
@@ -199,9 +227,17 @@ def memory_workload(name: str, table: str, count: int, device: torch.device, cha
     pad = crop_padding(size)
 
     def device_data() -> DeviceLoader:
-        return DeviceLoader(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels),
-                            mean=mean, std=std, augment=True, pad=pad, device=device, seed=0,
-                            channels_last=channels_last)
+        return DeviceLoader(
+            torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+            torch.from_numpy(labels),
+            mean=mean,
+            std=std,
+            augment=True,
+            pad=pad,
+            device=device,
+            seed=0,
+            channels_last=channels_last,
+        )
 
     def pil_data() -> Dataset:
         return PILImages(images, labels, research_transform(size, pad, mean, std))
@@ -296,12 +332,14 @@ def research_optimizer(optimizer_cfg: DictConfig, model: nn.Module) -> torch.opt
     lr = float(optimizer_cfg.lr)
     if optimizer_cfg.name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, foreach=False)
-    return ResearchSAM(model.parameters(), rho=float(optimizer_cfg.rho), alpha=float(optimizer_cfg.get("alpha", 0.0)),
-                       lr=lr)
+    return ResearchSAM(
+        model.parameters(), rho=float(optimizer_cfg.rho), alpha=float(optimizer_cfg.get("alpha", 0.0)), lr=lr
+    )
 
 
-def research_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                  labels: torch.Tensor) -> tuple[float, int]:
+def research_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, int]:
     """One step of the research loop, with its per-step host reads for the progress log."""
     logits = model(images)
     loss = F.cross_entropy(logits, labels)
@@ -334,8 +372,9 @@ class Settings:
     workers: int
 
 
-def ours_runner(workload: Workload, optimizer_name: str, batch_size: int, stream: Iterator,
-                settings: Settings) -> Callable[[int], None]:
+def ours_runner(
+    workload: Workload, optimizer_name: str, batch_size: int, stream: Iterator, settings: Settings
+) -> Callable[[int], None]:
     """`run(steps)`: the runner's own epoch function over `steps` batches of `stream`."""
     torch.manual_seed(0)
     model = workload.make_model().to(settings.device)
@@ -349,15 +388,24 @@ def ours_runner(workload: Workload, optimizer_name: str, batch_size: int, stream
     loss_fn = nn.CrossEntropyLoss()
 
     def run(steps: int) -> None:
-        train_epoch(train_model, optimizer, itertools.islice(stream, steps), schedule=schedule, first_step=0,
-                    loss_fn=loss_fn, precision=settings.precision, device=settings.device,
-                    channels_last=settings.channels_last)  # ends with a host read: synchronised
+        train_epoch(
+            train_model,
+            optimizer,
+            itertools.islice(stream, steps),
+            schedule=schedule,
+            first_step=0,
+            loss_fn=loss_fn,
+            precision=settings.precision,
+            device=settings.device,
+            channels_last=settings.channels_last,
+        )  # ends with a host read: synchronised
 
     return run
 
 
-def research_runner(workload: Workload, optimizer_name: str, stream: Iterator,
-                    settings: Settings) -> Callable[[int], None]:
+def research_runner(
+    workload: Workload, optimizer_name: str, stream: Iterator, settings: Settings
+) -> Callable[[int], None]:
     """`run(steps)`: the research loop, fp32, a host read of loss and accuracy every step."""
     torch.manual_seed(0)
     model = workload.make_model().to(settings.device)
@@ -400,8 +448,16 @@ def make_stream(impl: str, workload: Workload, batch_size: int, settings: Settin
     return pil_stream(cache[key], batch_size, settings.workers, settings.device)
 
 
-def measure_step(impl: str, workload: Workload, optimizer_name: str, batch_size: int, settings: Settings,
-                 warmup: int, steps: int, cache: dict) -> float:
+def measure_step(
+    impl: str,
+    workload: Workload,
+    optimizer_name: str,
+    batch_size: int,
+    settings: Settings,
+    warmup: int,
+    steps: int,
+    cache: dict,
+) -> float:
     """Images per second of one implementation's training step, data included; NaN when out of memory."""
     device = settings.device
     stream = make_stream(impl, workload, batch_size, settings, cache)
@@ -422,8 +478,9 @@ def measure_step(impl: str, workload: Workload, optimizer_name: str, batch_size:
     return steps * batch_size / seconds
 
 
-def measure_data(impl: str, workload: Workload, batch_size: int, settings: Settings, min_seconds: float,
-                 cache: dict) -> float:
+def measure_data(
+    impl: str, workload: Workload, batch_size: int, settings: Settings, min_seconds: float, cache: dict
+) -> float:
     """Images per second of the data pipeline alone, batches ready on the device."""
     device = settings.device
     stream = make_stream(impl, workload, batch_size, settings, cache)
@@ -455,19 +512,26 @@ def fmt(value: float, digits: int = 0, suffix: str = "") -> str:
 
 
 def step_tables(rates: dict, workload: str, batch_sizes: list[int], optimizers: list[str]) -> list[str]:
-    lines = ["| batch | optimizer | ours (img/s) | research-style (img/s) | ours / research |",
-             "|---:|---|---:|---:|---:|"]
+    lines = [
+        "| batch | optimizer | ours (img/s) | research-style (img/s) | ours / research |",
+        "|---:|---|---:|---:|---:|",
+    ]
     for batch_size in batch_sizes:
         for name in optimizers:
             ours, base = rates[("ours", workload, name, batch_size)], rates[("research", workload, name, batch_size)]
             ratio = median([a / b for a, b in zip(ours, base)])
-            lines.append(f"| {batch_size} | {name} | {fmt(median(ours))} | {fmt(median(base))} "
-                         f"| {fmt(ratio, 2, 'x')} |")
+            lines.append(
+                f"| {batch_size} | {name} | {fmt(median(ours))} | {fmt(median(base))} | {fmt(ratio, 2, 'x')} |"
+            )
     if "sgd" in optimizers and len(optimizers) > 1:
         others = [n for n in optimizers if n != "sgd"]
-        lines += ["", "Step time relative to SGD (median of per-round ratios; two forward-backward passes: ~2):", "",
-                  "| batch | " + " | ".join(f"ours {n.upper()}/SGD | research {n.upper()}/SGD" for n in others) + " |",
-                  "|---:|" + "---:|" * (2 * len(others))]
+        lines += [
+            "",
+            "Step time relative to SGD (median of per-round ratios; two forward-backward passes: ~2):",
+            "",
+            "| batch | " + " | ".join(f"ours {n.upper()}/SGD | research {n.upper()}/SGD" for n in others) + " |",
+            "|---:|" + "---:|" * (2 * len(others)),
+        ]
         for batch_size in batch_sizes:
             cells = []
             for name in others:
@@ -479,8 +543,10 @@ def step_tables(rates: dict, workload: str, batch_sizes: list[int], optimizers: 
 
 
 def data_table(data_rates: dict, batch_sizes: list[int], workers: int) -> list[str]:
-    lines = [f"| batch | DeviceLoader (img/s) | PIL DataLoader, {workers} workers (img/s) | ratio |",
-             "|---:|---:|---:|---:|"]
+    lines = [
+        f"| batch | DeviceLoader (img/s) | PIL DataLoader, {workers} workers (img/s) | ratio |",
+        "|---:|---:|---:|---:|",
+    ]
     for batch_size in batch_sizes:
         ours, base = data_rates[("ours", batch_size)], data_rates[("research", batch_size)]
         ratio = median([a / b for a, b in zip(ours, base)])
@@ -539,23 +605,28 @@ def cell_seconds(rate: Callable[[int], float], stages: list[tuple[int, int]], tr
 
 
 def projection_table(rates: dict, tables: list[PaperTable], epochs: int) -> list[str]:
-    lines = ["| table | train images | ours: 9 cells (h) | research-style: 9 cells (h) | speed-up "
-             "| ours, slowest cell (h) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| table | train images | ours: 9 cells (h) | research-style: 9 cells (h) | speed-up "
+        "| ours, slowest cell (h) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for table in tables:
         cells = table_cells(table.name, epochs)
         hours: dict[str, list[float]] = {}
         for impl in ("ours", "research"):
             hours[impl] = []
             for (name, _), stages in cells.items():
+
                 def rate(batch: int, impl: str = impl, name: str = name) -> float:
                     return median(rates.get((impl, table.workload, name, batch), [float("nan")]))
 
                 hours[impl].append(cell_seconds(rate, stages, table.train_size) / 3600)
         ours, research = sum(hours["ours"]), sum(hours["research"])  # NaN when a rate is missing
         slowest = max(hours["ours"]) if ours == ours else float("nan")
-        lines.append(f"| {table.name} | {table.train_size:,} | {fmt(ours, 1)} | {fmt(research, 1)} "
-                     f"| {fmt(research / ours, 1, 'x')} | {fmt(slowest, 1)} |")
+        lines.append(
+            f"| {table.name} | {table.train_size:,} | {fmt(ours, 1)} | {fmt(research, 1)} "
+            f"| {fmt(research / ours, 1, 'x')} | {fmt(slowest, 1)} |"
+        )
     return lines
 
 
@@ -568,17 +639,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda[:k]")
     parser.add_argument("--width", type=int, default=None, help="ResNet-18 width (default 16 on a CPU, 64 on a GPU)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+",
-                        default=[int(b) for b in main_cell.train.increasing_batch_sizes],
-                        help="default: the increasing-batch sizes of the paper presets")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[int(b) for b in main_cell.train.increasing_batch_sizes],
+        help="default: the increasing-batch sizes of the paper presets",
+    )
     parser.add_argument("--optimizers", nargs="+", choices=optimizers, default=optimizers)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 6 CPU, 30 GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 CPU, 5 GPU)")
-    parser.add_argument("--min-images", type=int, default=None,
-                        help="more timed steps at small batches, to time at least this many images (256 CPU, 1024 GPU)")
+    parser.add_argument(
+        "--min-images",
+        type=int,
+        default=None,
+        help="more timed steps at small batches, to time at least this many images (256 CPU, 1024 GPU)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; tables give medians")
-    parser.add_argument("--train-size", type=int, default=int(dataset_facts(MAIN_TABLE)["train_size"]),
-                        help="examples in the fake CIFAR-10 (default: the real one's)")
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=int(dataset_facts(MAIN_TABLE)["train_size"]),
+        help="examples in the fake CIFAR-10 (default: the real one's)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the research-style baseline")
     parser.add_argument("--threads", type=int, default=None, help="main-process torch threads (default: torch's)")
     parser.add_argument("--data-seconds", type=float, default=0.5, help="time per data-pipeline measurement")
@@ -586,13 +669,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-train", action="store_true", help="leave out the training-step table")
     parser.add_argument("--precision", default="auto", help="ours: auto (bf16 on cuda, fp32 on cpu), fp32, bf16")
     parser.add_argument("--compile", action="store_true", help="ours: torch.compile the model (once per batch size)")
-    parser.add_argument("--project", nargs="+", default=[], metavar="TABLE",
-                        choices=["all"] + [t.name for t in PAPER_TABLES], help="paper tables to project, or all")
-    parser.add_argument("--epochs", type=int, default=int(main_cell.train.epochs),
-                        help="epochs of a cell in the projection (default: the paper presets' train.epochs)")
+    parser.add_argument(
+        "--project",
+        nargs="+",
+        default=[],
+        metavar="TABLE",
+        choices=["all"] + [t.name for t in PAPER_TABLES],
+        help="paper tables to project, or all",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=int(main_cell.train.epochs),
+        help="epochs of a cell in the projection (default: the paper presets' train.epochs)",
+    )
     parser.add_argument("--project-steps", type=int, default=None, help="timed steps per projection measurement")
-    parser.add_argument("--max-minutes", type=float, default=8.0,
-                        help="stop measuring projection workloads after this much time in total")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=8.0,
+        help="stop measuring projection workloads after this much time in total",
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables to this file")
     args = parser.parse_args(argv)
     if args.device == "auto":
@@ -613,8 +710,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores visible, "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    return (
+        f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores visible, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -625,22 +724,37 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # both: the runner sets it, and so does most research code
-    settings = Settings(device, resolve_precision(args.precision, device),
-                        channels_last=device.type == "cuda", compile=args.compile, workers=args.workers)
+    settings = Settings(
+        device,
+        resolve_precision(args.precision, device),
+        channels_last=device.type == "cuda",
+        compile=args.compile,
+        workers=args.workers,
+    )
     folder = tempfile.TemporaryDirectory(prefix="bench_train_")
     root = write_fake_cifar10(Path(folder.name), args.train_size)
-    main_workload = cifar_workload(f"cifar_resnet18_w{args.width}", MAIN_TABLE,
-                                   table_model(MAIN_TABLE, f"model.width={args.width}"), root, args.train_size,
-                                   device, settings.channels_last)
+    main_workload = cifar_workload(
+        f"cifar_resnet18_w{args.width}",
+        MAIN_TABLE,
+        table_model(MAIN_TABLE, f"model.width={args.width}"),
+        root,
+        args.train_size,
+        device,
+        settings.channels_last,
+    )
     cache: dict = {}
     rates: dict = defaultdict(list)
     data_rates: dict = defaultdict(list)
-    out = [f"# bench_train: {machine(device)}", "",
-           f"`{' '.join(['bench/bench_train.py', *(argv if argv is not None else sys.argv[1:])])}`; ResNet-18 width "
-           f"{args.width}, ours {settings.precision}{', channels_last' if settings.channels_last else ''}"
-           f"{', compiled' if args.compile else ''}; research-style fp32; "
-           f"{args.steps} timed steps (at least {args.min_images} images) after {args.warmup}, "
-           f"{args.rounds} interleaved rounds, medians.", ""]
+    out = [
+        f"# bench_train: {machine(device)}",
+        "",
+        f"`{' '.join(['bench/bench_train.py', *(argv if argv is not None else sys.argv[1:])])}`; ResNet-18 width "
+        f"{args.width}, ours {settings.precision}{', channels_last' if settings.channels_last else ''}"
+        f"{', compiled' if args.compile else ''}; research-style fp32; "
+        f"{args.steps} timed steps (at least {args.min_images} images) after {args.warmup}, "
+        f"{args.rounds} interleaved rounds, medians.",
+        "",
+    ]
 
     log("warming up (untimed): data loading, first allocations, kernel selection")
     if not args.skip_train:
@@ -673,15 +787,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.project:
         tables = [t for t in PAPER_TABLES if t.name in args.project]
         skipped = project_workloads(tables, args, settings, root, main_workload, rates, cache, started)
-        out += [f"## Projected training time per paper table on this device ({args.epochs} epochs, 9 cells, one seed)",
-                "", f"Rates at batch sizes {', '.join(map(str, cell_batch_sizes(tables, args.epochs)))}, "
-                f"{args.project_steps} timed steps, "
-                "one round; training steps only (no evaluation, sharpness or start-up). ImageNet: model only, "
-                "random batches on the device for both.", ""]
+        out += [
+            f"## Projected training time per paper table on this device ({args.epochs} epochs, 9 cells, one seed)",
+            "",
+            f"Rates at batch sizes {', '.join(map(str, cell_batch_sizes(tables, args.epochs)))}, "
+            f"{args.project_steps} timed steps, "
+            "one round; training steps only (no evaluation, sharpness or start-up). ImageNet: model only, "
+            "random batches on the device for both.",
+            "",
+        ]
         out += projection_table(rates, tables, args.epochs) + [""]
         if skipped:
-            out += [f"{skipped} projection measurements were left out by --max-minutes {args.max_minutes:g}; "
-                    "their tables show n/a.", ""]
+            out += [
+                f"{skipped} projection measurements were left out by --max-minutes {args.max_minutes:g}; "
+                "their tables show n/a.",
+                "",
+            ]
     out.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.")
     text = "\n".join(out)
     print(text)
@@ -691,19 +812,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def project_workloads(tables: list[PaperTable], args: argparse.Namespace, settings: Settings, root: Path,
-                      main_workload: Workload, rates: dict, cache: dict, started: float) -> int:
+def project_workloads(
+    tables: list[PaperTable],
+    args: argparse.Namespace,
+    settings: Settings,
+    root: Path,
+    main_workload: Workload,
+    rates: dict,
+    cache: dict,
+    started: float,
+) -> int:
     """Measure each table's workload at the paper's batch sizes, unless the main run already did.
 
     Returns how many measurements the time budget (`--max-minutes` since the start) left out.
     """
     device, cl = settings.device, settings.channels_last
     makers = {
-        "cifar_resnet18_w64": lambda: cifar_workload("cifar_resnet18_w64", "cifar10_resnet18",
-                                                     table_model("cifar10_resnet18"), root, args.train_size,
-                                                     device, cl),
-        "cifar_wrn28_10": lambda: cifar_workload("cifar_wrn28_10", "cifar10_wrn28_10",
-                                                 table_model("cifar10_wrn28_10"), root, args.train_size, device, cl),
+        "cifar_resnet18_w64": lambda: cifar_workload(
+            "cifar_resnet18_w64", "cifar10_resnet18", table_model("cifar10_resnet18"), root, args.train_size, device, cl
+        ),
+        "cifar_wrn28_10": lambda: cifar_workload(
+            "cifar_wrn28_10", "cifar10_wrn28_10", table_model("cifar10_wrn28_10"), root, args.train_size, device, cl
+        ),
         "tiny_resnet18": lambda: memory_workload("tiny_resnet18", "tiny_imagenet_resnet18", 8192, device, cl),
         "tiny_wrn28_10": lambda: memory_workload("tiny_wrn28_10", "tiny_imagenet_wrn28_10", 8192, device, cl),
         "imagenet_resnet50": lambda: model_only_workload("imagenet_resnet50", "imagenet_resnet50"),

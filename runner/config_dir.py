@@ -41,5 +41,6 @@ def config_dir() -> Path:
     if found is None:
         raise FileNotFoundError(
             f"no configs found: neither a checkout's conf/{PRIMARY_CONFIG} next to {Path(__file__).resolve().parent} "
-            f"nor the installed package {CONF_PACKAGE!r}; reinstall with `pip install .` from the repository")
+            f"nor the installed package {CONF_PACKAGE!r}; reinstall with `pip install .` from the repository"
+        )
     return found

@@ -8,7 +8,7 @@ to be rewritten by hand.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -26,10 +26,12 @@ def equal_stages(batch_sizes: Sequence[int], epochs: int) -> ListConfig:
         )
     share, remainder = divmod(epochs, len(sizes))
     first_long = len(sizes) - remainder
-    return OmegaConf.create([
-        {"batch_size": int(size), "epochs": share + (1 if index >= first_long else 0)}
-        for index, size in enumerate(sizes)
-    ])
+    return OmegaConf.create(
+        [
+            {"batch_size": int(size), "epochs": share + (1 if index >= first_long else 0)}
+            for index, size in enumerate(sizes)
+        ]
+    )
 
 
 def variant_dir(variant: str | None) -> str:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,9 +26,23 @@ AXES = ("experiment", "dataset", "model", "optimizer", "schedule", "seed")
 # Keys that do not change what a run computes: where things live, how it is shown, how fast it
 # runs. A resumed or finished run may differ in them, and they never enter a folder name.
 NEUTRAL_KEYS = (
-    "force", "progress", "keep_checkpoint", "results_root", "data_dir", "run_dir", "variant",
-    "experiment_name", "sharpness", "logger", "hydra",
-    "dataset.root", "dataset.download", "dataset.num_workers", "device", "compile", "cpu_threads",
+    "force",
+    "progress",
+    "keep_checkpoint",
+    "results_root",
+    "data_dir",
+    "run_dir",
+    "variant",
+    "experiment_name",
+    "sharpness",
+    "logger",
+    "hydra",
+    "dataset.root",
+    "dataset.download",
+    "dataset.num_workers",
+    "device",
+    "compile",
+    "cpu_threads",
     "train.divergence_check_every",
 )
 # Sources of interpolations: what they change is visible where it is consumed
@@ -150,8 +165,11 @@ def _same(a: Any, b: Any) -> bool:
 
 def differences(effective: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
     """Effective values (flattened) that the reference does not have or has otherwise."""
-    return {key: effective.get(key) for key in sorted(set(effective) | set(reference))
-            if key not in reference or key not in effective or not _same(effective.get(key), reference.get(key))}
+    return {
+        key: effective.get(key)
+        for key in sorted(set(effective) | set(reference))
+        if key not in reference or key not in effective or not _same(effective.get(key), reference.get(key))
+    }
 
 
 def _format_value(value: Any) -> str:

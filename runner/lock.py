@@ -52,10 +52,23 @@ _TAKEOVER_PREFIX = ".lock-takeover-"
 # Claim files older than this are leftovers of a killed process (a live claim exists for milliseconds).
 _LEFTOVER_CLAIM_AGE_S = 60.0
 # squeue states of a job that still runs or will run (again); any other state, or none, means it is over.
-_ACTIVE_SLURM_STATES = frozenset({
-    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
-    "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD",
-})
+_ACTIVE_SLURM_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "CONFIGURING",
+        "COMPLETING",
+        "SUSPENDED",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "RESIZING",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+        "RESV_DEL_HOLD",
+    }
+)
 _MAX_ATTEMPTS = 20
 
 _held: dict[Path, dict[str, Any]] = {}  # lock path -> {"pid", "token", "count"} of this process
@@ -78,8 +91,10 @@ def describe_holder(run_dir: Path, holder: dict[str, Any]) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("started"))))
     except (TypeError, ValueError, OverflowError):
         since = "an unknown time"
-    return (f"{run_dir} is being trained by pid {holder.get('pid', '?')} on host {holder.get('host', '?')}{job} "
-            f"since {since}; wait for it, or delete {Path(run_dir) / LOCK_FILE} if that process is gone")
+    return (
+        f"{run_dir} is being trained by pid {holder.get('pid', '?')} on host {holder.get('host', '?')}{job} "
+        f"since {since}; wait for it, or delete {Path(run_dir) / LOCK_FILE} if that process is gone"
+    )
 
 
 def slurm_job_id() -> str | None:
@@ -108,7 +123,7 @@ def _process_start(pid: int) -> str | None:
             stat = handle.read()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()  # after the command name, which may hold spaces
+    fields = stat[stat.rfind(")") + 2 :].split()  # after the command name, which may hold spaces
     return fields[19] if len(fields) > 19 else None
 
 
@@ -118,7 +133,7 @@ def _is_zombie(pid: int) -> bool:
             stat = handle.read()
     except OSError:
         return False
-    return stat[stat.rfind(")") + 2:][:1] == "Z"
+    return stat[stat.rfind(")") + 2 :][:1] == "Z"
 
 
 def _pid_alive(pid: int, started: str | None) -> bool:
@@ -139,8 +154,7 @@ def _pid_alive(pid: int, started: str | None) -> bool:
 def _slurm_job_active(job_id: str) -> bool | None:
     """Whether squeue knows `job_id` as pending/running; None when squeue cannot tell (missing, failing)."""
     try:
-        result = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True,
-                                timeout=30)
+        result = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
     if result.returncode != 0:
@@ -239,7 +253,7 @@ class CellLock:
         self._acquired = 0
 
     # -- public ---------------------------------------------------------------------------------------------
-    def acquire(self) -> "CellLock":
+    def acquire(self) -> CellLock:
         """Take the lock (or count one more use of it in this process)."""
         with _held_guard:
             mine = _held.get(self.path)
@@ -287,18 +301,25 @@ class CellLock:
         """Whether this object holds the lock now."""
         return self._acquired > 0
 
-    def __enter__(self) -> "CellLock":
+    def __enter__(self) -> CellLock:
         return self.acquire()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.release()
 
     # -- the protocol ---------------------------------------------------------------------------------------
     def _record(self, token: str) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": slurm_job_id(),
-                "started": time.time(), "token": token, "slurm_restart_count": _restart_count(),
-                "proc_start": _process_start(os.getpid())}
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm_job_id": slurm_job_id(),
+            "started": time.time(),
+            "token": token,
+            "slurm_restart_count": _restart_count(),
+            "proc_start": _process_start(os.getpid()),
+        }
 
     def _acquire_once(self) -> str:
         """One acquisition; returns our token or raises CellBusy."""

@@ -11,8 +11,9 @@ import io
 import json
 import platform
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,8 +23,17 @@ SCHEMA_VERSION = 2  # 2: `variant` and `variant_values`
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = (
-    "epoch", "stage", "batch_size", "lr", "rho",
-    "train_loss", "train_error", "test_loss", "test_error", "grad_norm", "wall_time_s",
+    "epoch",
+    "stage",
+    "batch_size",
+    "lr",
+    "rho",
+    "train_loss",
+    "train_error",
+    "test_loss",
+    "test_error",
+    "grad_norm",
+    "wall_time_s",
 )
 # Statuses after which a rerun of the cell has nothing left to do.
 FINISHED_STATUSES = ("completed", "diverged")
@@ -64,7 +74,11 @@ def git_commit(directory: Path | None = None) -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where, capture_output=True, text=True, timeout=10, check=True,
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

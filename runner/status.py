@@ -68,9 +68,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
@@ -91,10 +92,25 @@ SLURM_ACTIVE = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"
 SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD"}
 # squeue's compact codes keep the table inside 100 columns.
 SLURM_CODES = {
-    "PENDING": "PD", "RUNNING": "R", "COMPLETING": "CG", "COMPLETED": "CD", "CONFIGURING": "CF",
-    "CANCELLED": "CA", "FAILED": "F", "TIMEOUT": "TO", "PREEMPTED": "PR", "NODE_FAIL": "NF",
-    "OUT_OF_MEMORY": "OOM", "SUSPENDED": "S", "REQUEUED": "RQ", "REQUEUE_HOLD": "RH", "BOOT_FAIL": "BF",
-    "DEADLINE": "DL", "SIGNALING": "SI", "STAGE_OUT": "SO", "RESIZING": "RS",
+    "PENDING": "PD",
+    "RUNNING": "R",
+    "COMPLETING": "CG",
+    "COMPLETED": "CD",
+    "CONFIGURING": "CF",
+    "CANCELLED": "CA",
+    "FAILED": "F",
+    "TIMEOUT": "TO",
+    "PREEMPTED": "PR",
+    "NODE_FAIL": "NF",
+    "OUT_OF_MEMORY": "OOM",
+    "SUSPENDED": "S",
+    "REQUEUED": "RQ",
+    "REQUEUE_HOLD": "RH",
+    "BOOT_FAIL": "BF",
+    "DEADLINE": "DL",
+    "SIGNALING": "SI",
+    "STAGE_OUT": "SO",
+    "RESIZING": "RS",
 }
 # A job folder written this long before the plan's timestamp still counts as this launch's
 # (file server and login node clocks may differ a little).
@@ -391,8 +407,7 @@ def inspect_cell(
     started = bool(progress_times) or (run_dir / CONFIG_FILE).exists() or row.lock is not None
     result_status = result.get("status") if result else None
     result_current = (
-        result_status in RESULT_STATES and result_time is not None
-        and all(result_time >= t for t in progress_times)
+        result_status in RESULT_STATES and result_time is not None and all(result_time >= t for t in progress_times)
     )
     outcome_status = (outcome or {}).get("status")
     job_state = row.scheduler_state
@@ -418,8 +433,7 @@ def inspect_cell(
     return row
 
 
-def _fill_progress(row: CellStatus, metrics: list[dict[str, Any]], result: dict[str, Any] | None,
-                   now: float) -> None:
+def _fill_progress(row: CellStatus, metrics: list[dict[str, Any]], result: dict[str, Any] | None, now: float) -> None:
     """Epoch k, last metrics, wall time and the cell's own ETA."""
     if metrics:
         last = metrics[-1]
@@ -511,8 +525,9 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def collect(sweep_dir: str | os.PathLike, scheduler: Scheduler = query_scheduler,
-            now: float | None = None) -> dict[str, Any]:
+def collect(
+    sweep_dir: str | os.PathLike, scheduler: Scheduler = query_scheduler, now: float | None = None
+) -> dict[str, Any]:
     """The status of every cell of the sweep as plain data (what `--json` prints)."""
     root = Path(sweep_dir)
     if not root.exists():
@@ -548,8 +563,13 @@ def collect(sweep_dir: str | os.PathLike, scheduler: Scheduler = query_scheduler
             existing = rows.get(key)
             if existing is not None and (existing.job_num is not None or job_num is None):
                 continue  # a duplicate spelling of a cell: keep the entry that was launched
-            row = CellStatus(cell=str(entry.get("cell") or _relative(run_dir, root)), run_dir=key, in_plan=True,
-                             action=entry.get("action"), job_num=job_num)
+            row = CellStatus(
+                cell=str(entry.get("cell") or _relative(run_dir, root)),
+                run_dir=key,
+                in_plan=True,
+                action=entry.get("action"),
+                job_num=job_num,
+            )
             if job_num is not None and slurm:
                 outcome_id = (by_job_num.get(job_num) or {}).get("job_id")
                 row.job_id = str(outcome_id) if outcome_id else array.get(job_num)
@@ -634,7 +654,7 @@ def _shorten(text: str, width: int) -> str:
     if len(text) <= width:
         return text
     head = (width - 3) // 2
-    return text[:head] + "..." + text[len(text) - (width - 3 - head):]
+    return text[:head] + "..." + text[len(text) - (width - 3 - head) :]
 
 
 def format_table(status: dict[str, Any], width: int = 100) -> str:
@@ -642,10 +662,15 @@ def format_table(status: dict[str, Any], width: int = 100) -> str:
     cells = status["cells"]
     show_jobs = any(c["job_id"] for c in cells)
     columns: list[tuple[str, str, bool]] = [  # key, header, right-aligned
-        ("cell", "cell", False), ("state", "state", False), ("epoch", "epoch", True),
-        ("train", "train err", True), ("test", "test err", True),
-        ("train_loss", "train loss", True), ("test_loss", "test loss", True),
-        ("wall", "wall", True), ("eta", "eta", True),
+        ("cell", "cell", False),
+        ("state", "state", False),
+        ("epoch", "epoch", True),
+        ("train", "train err", True),
+        ("test", "test err", True),
+        ("train_loss", "train loss", True),
+        ("test_loss", "test loss", True),
+        ("wall", "wall", True),
+        ("eta", "eta", True),
     ]
     if show_jobs:
         columns.append(("job", "job", False))
@@ -657,14 +682,21 @@ def format_table(status: dict[str, Any], width: int = 100) -> str:
         eta = "-" if c["state"] in RESULT_STATES else format_duration(c["eta_s"])
         if c["eta_estimated"] and c["eta_s"] is not None:
             eta = "~" + eta
-        table.append({
-            "cell": c["cell"], "state": c["state"], "epoch": epoch,
-            "train": _pct(c["train_error"]), "test": _pct(c["test_error"]),
-            "train_loss": _loss(c["train_loss"]), "test_loss": _loss(c["test_loss"]),
-            "wall": format_duration(c["wall_time_s"]), "eta": eta,
-            "job": c["job_id"] or "-",
-            "slurm": SLURM_CODES.get(c["scheduler_state"] or "", c["scheduler_state"] or "-"),
-        })
+        table.append(
+            {
+                "cell": c["cell"],
+                "state": c["state"],
+                "epoch": epoch,
+                "train": _pct(c["train_error"]),
+                "test": _pct(c["test_error"]),
+                "train_loss": _loss(c["train_loss"]),
+                "test_loss": _loss(c["test_loss"]),
+                "wall": format_duration(c["wall_time_s"]),
+                "eta": eta,
+                "job": c["job_id"] or "-",
+                "slurm": SLURM_CODES.get(c["scheduler_state"] or "", c["scheduler_state"] or "-"),
+            }
+        )
 
     def widths(cols: list[tuple[str, str, bool]]) -> dict[str, int]:
         return {key: max([len(head)] + [len(r[key]) for r in table]) for key, head, _ in cols}
@@ -706,8 +738,10 @@ def format_table(status: dict[str, Any], width: int = 100) -> str:
         lines.append("ETA: unknown until a cell has finished an epoch")
     else:
         done_at = time.strftime("%H:%M", time.localtime(status["generated_at"] + status["eta_s"]))
-        lines.append(f"ETA: {format_duration(status['eta_s'])} (about {done_at}; "
-                     f"{active} cell{'s' if active > 1 else ''} left, {status['eta_workers']} at a time)")
+        lines.append(
+            f"ETA: {format_duration(status['eta_s'])} (about {done_at}; "
+            f"{active} cell{'s' if active > 1 else ''} left, {status['eta_workers']} at a time)"
+        )
     if counts["unfinished"]:
         lines.append(f"{counts['unfinished']} unfinished: nobody works on them; relaunch the sweep to resume them")
     for c in cells:
@@ -739,8 +773,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the sweep's status once, as JSON, or redrawn every few seconds (`--watch`)."""
     parser = _Parser(prog="runner.status", description="Status of every cell of a sweep, from its files.")
     parser.add_argument("sweep_dir", help="the sweep folder (results/<experiment_name>) or a single run's folder")
-    parser.add_argument("--watch", nargs="?", const=10.0, type=_positive_seconds, metavar="SECONDS",
-                        help="redraw every SECONDS (default 10) until Ctrl-C")
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        const=10.0,
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 10) until Ctrl-C",
+    )
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     args = parser.parse_args(argv)
     if args.json and args.watch:

@@ -102,8 +102,9 @@ def outcome_from_job(job_return: JobReturn) -> dict[str, Any]:
     return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
 
 
-def summarize(sweep_dir: str | os.PathLike, sweep_id: str, finished: bool = True,
-              not_launched: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def summarize(
+    sweep_dir: str | os.PathLike, sweep_id: str, finished: bool = True, not_launched: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Counts, failures and where the results are, from the outcomes recorded by one launch."""
     sweep_dir = Path(sweep_dir).resolve()
     outcomes = list(not_launched or [])
@@ -177,8 +178,12 @@ def exit_status(summary: dict[str, Any] | None) -> int:
     if summary is None:
         return 0
     counts = summary.get("counts", {})
-    return 0 if summary.get("finished", True) and all(
-        count == 0 for status, count in counts.items() if status not in DONE_STATUSES) else 1
+    return (
+        0
+        if summary.get("finished", True)
+        and all(count == 0 for status, count in counts.items() if status not in DONE_STATUSES)
+        else 1
+    )
 
 
 class SweepSummary(Callback):
@@ -220,10 +225,14 @@ class SweepSummary(Callback):
         }
         # Marks the cell as started: if the job dies (cancelled, killed, out of
         # memory) this is all the summary will know, and it names the log.
-        _write_outcome(_current_job, {
-            **_current_job["cell"], "status": "unfinished",
-            "error": "the job ended before the run returned (cancelled, killed, out of memory or exited)",
-        })
+        _write_outcome(
+            _current_job,
+            {
+                **_current_job["cell"],
+                "status": "unfinished",
+                "error": "the job ended before the run returned (cancelled, killed, out of memory or exited)",
+            },
+        )
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         global _current_job

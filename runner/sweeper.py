@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -117,16 +118,23 @@ class ValidatingSweeper(BasicSweeper):
                 if found:
                     errors.extend(f"cell [{shown}]: {problem}" for problem in found)
                     continue
-                cell_identity = identity.cell_identity(cfg, overrides, self._compose_reference,
-                                                       dict(cfg.hydra.runtime.choices))
+                cell_identity = identity.cell_identity(
+                    cfg, overrides, self._compose_reference, dict(cfg.hydra.runtime.choices)
+                )
                 with open_dict(cfg):
                     cfg.variant = cell_identity.name
                 run_dir = Path(str(cfg.run_dir)).absolute()
             except Exception as error:  # a composition error names the override itself
                 errors.append(f"cell [{shown}]: {str(error).strip().splitlines()[0]}")
                 continue
-            cell = PlannedCell(index, list(overrides), run_dir, _relative(run_dir, self.config),
-                               cell_identity.name, cell_identity.values)
+            cell = PlannedCell(
+                index,
+                list(overrides),
+                run_dir,
+                _relative(run_dir, self.config),
+                cell_identity.name,
+                cell_identity.values,
+            )
             cell.action, cell.reason = _action(cell, cfg, seen)
             if cell.action == "error":
                 errors.append(f"cell [{shown}]: {cell.reason}")
@@ -159,15 +167,20 @@ def _action(cell: PlannedCell, cfg: DictConfig, seen: dict[Path, PlannedCell]) -
     if existing and existing.get("status") in records.FINISHED_STATUSES and not cfg.force:
         stored = existing.get("config")
         if isinstance(stored, dict) and identity.differences(
-                identity.computed_values(stored), identity.computed_values(cfg)):
+            identity.computed_values(stored), identity.computed_values(cfg)
+        ):
             diff = identity.differences(identity.computed_values(cfg), identity.computed_values(stored))
-            return "error", (f"{cell.run_dir} holds a {existing['status']} run of another config "
-                             f"({', '.join(sorted(diff)[:4])} differ); force=true replaces it")
+            return "error", (
+                f"{cell.run_dir} holds a {existing['status']} run of another config "
+                f"({', '.join(sorted(diff)[:4])} differ); force=true replaces it"
+            )
         return "skip-finished", f"already {existing['status']}"
     holder = lock_holder(cell.run_dir)
     if holder is not None:
-        return "skip-running", (f"being trained by pid {holder.get('pid')} on {holder.get('host')}"
-                                + (f" (SLURM job {holder['slurm_job_id']})" if holder.get("slurm_job_id") else ""))
+        return "skip-running", (
+            f"being trained by pid {holder.get('pid')} on {holder.get('host')}"
+            + (f" (SLURM job {holder['slurm_job_id']})" if holder.get("slurm_job_id") else "")
+        )
     return "launch", ""
 
 
@@ -189,17 +202,31 @@ def _plan_record(cells: list[PlannedCell], config: DictConfig, summary: Any) -> 
         "launcher": launcher,
         "sweep_dir": str(Path(str(config.hydra.sweep.dir)).absolute()),
         "cells": [
-            {"index": c.index, "job_num": c.job_num, "run_dir": str(c.run_dir), "cell": c.cell,
-             "overrides": c.overrides, "variant": c.variant, "variant_values": c.variant_values,
-             "action": c.action, "reason": c.reason}
+            {
+                "index": c.index,
+                "job_num": c.job_num,
+                "run_dir": str(c.run_dir),
+                "cell": c.cell,
+                "overrides": c.overrides,
+                "variant": c.variant,
+                "variant_values": c.variant_values,
+                "action": c.action,
+                "reason": c.reason,
+            }
             for c in cells
         ],
     }
 
 
 def _skipped_outcome(cell: PlannedCell) -> dict[str, Any]:
-    return {"status": "skipped", "overrides": cell.overrides, "run_dir": str(cell.run_dir),
-            "log": str(cell.run_dir / "run.log"), "reason": cell.reason, "action": cell.action}
+    return {
+        "status": "skipped",
+        "overrides": cell.overrides,
+        "run_dir": str(cell.run_dir),
+        "log": str(cell.run_dir / "run.log"),
+        "reason": cell.reason,
+        "action": cell.action,
+    }
 
 
 def _write_quietly(path: Path, record: dict[str, Any]) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -45,8 +46,9 @@ def integer(low: int | None = None, high: int | None = None) -> Check:
     return check
 
 
-def number(low: float | None = None, high: float | None = None, *, open_low: bool = False,
-           open_high: bool = False) -> Check:
+def number(
+    low: float | None = None, high: float | None = None, *, open_low: bool = False, open_high: bool = False
+) -> Check:
     left = "(" if open_low else "["
     right = ")" if open_high else "]"
     if low is not None and high is not None:
@@ -74,8 +76,11 @@ def boolean(value: Any) -> str | None:
 
 def one_of(*choices: Any) -> Check:
     def check(value: Any) -> str | None:
-        return None if value in choices and not (isinstance(value, bool) and True not in choices) else (
-            f"must be one of {', '.join(map(str, choices))}")
+        return (
+            None
+            if value in choices and not (isinstance(value, bool) and True not in choices)
+            else (f"must be one of {', '.join(map(str, choices))}")
+        )
 
     return check
 
@@ -265,8 +270,10 @@ def _stage_problems(cfg: DictConfig, bad: set[str], workers: int) -> list[str]:
     if {"train.increasing_batch_sizes", "train.batch_size", "train.epochs"} & bad:
         return found  # the stages are built from those keys; their own lines say what is wrong
     if cfg.schedule.name == "batch" and cfg.train.epochs < len(cfg.train.increasing_batch_sizes):
-        return [f"train.epochs={cfg.train.epochs} is fewer than the {len(cfg.train.increasing_batch_sizes)} "
-                f"train.increasing_batch_sizes; every stage needs at least one epoch"]
+        return [
+            f"train.epochs={cfg.train.epochs} is fewer than the {len(cfg.train.increasing_batch_sizes)} "
+            f"train.increasing_batch_sizes; every stage needs at least one epoch"
+        ]
     _, stages = _select(cfg, "schedule.stages")
     if not isinstance(stages, list) or not stages:
         return ["schedule.stages must be a non-empty list of {batch_size, epochs}"]
@@ -279,18 +286,24 @@ def _stage_problems(cfg: DictConfig, bad: set[str], workers: int) -> list[str]:
         if integer(1)(size):
             found.append(f"{where}.batch_size={size!r} must be a positive integer")
         elif train_size is not None and size > train_size:
-            found.append(f"{where}.batch_size={size} is larger than the training set of "
-                         f"{cfg.dataset.name} ({train_size} examples)")
+            found.append(
+                f"{where}.batch_size={size} is larger than the training set of "
+                f"{cfg.dataset.name} ({train_size} examples)"
+            )
         elif size % workers:
-            found.append(f"{where}.batch_size={size} is not divisible by the {workers} workers; "
-                         f"batch sizes are global, so choose sizes that split evenly")
+            found.append(
+                f"{where}.batch_size={size} is not divisible by the {workers} workers; "
+                f"batch sizes are global, so choose sizes that split evenly"
+            )
         if integer(1)(epochs):
             found.append(f"{where}.epochs={epochs!r} must be a positive integer")
         else:
             total += epochs
     if not found and "train.epochs" not in bad and total != cfg.train.epochs:
-        found.append(f"schedule.stages epochs add up to {total}, but train.epochs={cfg.train.epochs}; "
-                     f"make them equal (the increasing-batch schedule splits train.epochs by itself)")
+        found.append(
+            f"schedule.stages epochs add up to {total}, but train.epochs={cfg.train.epochs}; "
+            f"make them equal (the increasing-batch schedule splits train.epochs by itself)"
+        )
     return found
 
 
@@ -302,49 +315,65 @@ def _path_problems(cfg: DictConfig, bad: set[str]) -> list[str]:
         return []  # the default: built from results_root, experiment_name (checked) and the cell
     root = Path(str(cfg.results_root)).resolve()
     if not Path(written).resolve().is_relative_to(root):
-        return [f"run_dir={written!r} must lie inside results_root={str(cfg.results_root)!r}; "
-                f"set results_root (and experiment_name) instead of run_dir"]
+        return [
+            f"run_dir={written!r} must lie inside results_root={str(cfg.results_root)!r}; "
+            f"set results_root (and experiment_name) instead of run_dir"
+        ]
     return []
 
 
 def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool, workers: int) -> list[str]:
-    from runner.models import model_problems
     import sharpness
+    from runner.models import model_problems
 
     found = _stage_problems(cfg, bad, workers)
     found.extend(_path_problems(cfg, bad))
-    if "train.epochs" not in bad and "schedule.warmup_epochs" not in bad and (
-            cfg.schedule.warmup_epochs >= cfg.train.epochs):
-        found.append(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} must be below "
-                     f"train.epochs={cfg.train.epochs}")
+    if (
+        "train.epochs" not in bad
+        and "schedule.warmup_epochs" not in bad
+        and (cfg.schedule.warmup_epochs >= cfg.train.epochs)
+    ):
+        found.append(
+            f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} must be below train.epochs={cfg.train.epochs}"
+        )
     if "optimizer.rho" not in bad and cfg.optimizer.name == "sgd" and cfg.optimizer.rho != 0:
-        found.append(f"optimizer.rho={cfg.optimizer.rho!r} with optimizer=sgd: SGD has no perturbation; "
-                     f"use optimizer=sam, or sam.rho=... to set rho for SAM and GSAM in a sweep")
+        found.append(
+            f"optimizer.rho={cfg.optimizer.rho!r} with optimizer=sgd: SGD has no perturbation; "
+            f"use optimizer=sam, or sam.rho=... to set rho for SAM and GSAM in a sweep"
+        )
     target = OmegaConf.select(cfg, "optimizer._target_")
     if target not in OPTIMIZER_TARGETS:
         found.append(f"optimizer._target_={target!r} must be one of {', '.join(OPTIMIZER_TARGETS)}")
     base = str(OmegaConf.select(cfg, "optimizer.base._target_"))
     if not re.fullmatch(r"torch\.optim\.[A-Z]\w*", base):
-        found.append(f"optimizer.base._target_={base!r} must be a torch.optim optimizer class, "
-                     f"e.g. torch.optim.SGD or torch.optim.AdamW")
+        found.append(
+            f"optimizer.base._target_={base!r} must be a torch.optim optimizer class, "
+            f"e.g. torch.optim.SGD or torch.optim.AdamW"
+        )
     found.extend(model_problems(cfg.model))
     if not ({"dataset.channels", "dataset.mean", "dataset.std"} & bad):
         for key in ("mean", "std"):
             if len(cfg.dataset[key]) != cfg.dataset.channels:
-                found.append(f"dataset.{key} has {len(cfg.dataset[key])} values but dataset.channels="
-                             f"{cfg.dataset.channels}; give one per channel")
+                found.append(
+                    f"dataset.{key} has {len(cfg.dataset[key])} values but dataset.channels="
+                    f"{cfg.dataset.channels}; give one per channel"
+                )
     if "dataset.loader" not in bad and "dataset.name" not in bad:
         found.extend(data.loader_problems(cfg.dataset))
         if "train.mixup_cutmix_prob" not in bad and cfg.train.mixup_cutmix_prob and cfg.dataset.loader != "torchvision":
-            found.append(f"train.mixup_cutmix_prob={cfg.train.mixup_cutmix_prob} needs dataset.loader=torchvision "
-                         f"(the ViT recipe)")
+            found.append(
+                f"train.mixup_cutmix_prob={cfg.train.mixup_cutmix_prob} needs dataset.loader=torchvision "
+                f"(the ViT recipe)"
+            )
     if check_environment and "device" not in bad and str(cfg.device).startswith("cuda"):
         import torch
 
         index = int(str(cfg.device).partition(":")[2] or 0)
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            found.append(f"device={cfg.device!r} but this machine has {torch.cuda.device_count()} CUDA devices; "
-                         f"use device=cpu or device=auto")
+            found.append(
+                f"device={cfg.device!r} but this machine has {torch.cuda.device_count()} CUDA devices; "
+                f"use device=cpu or device=auto"
+            )
     # A bad measure setting or a tracker that is not installed must stop the run now, not after hours.
     found.extend(sharpness.config_problems(cfg.sharpness, cfg.dataset))
     if "logger" in cfg:

@@ -7,7 +7,7 @@ where the absolute size matters (docs/sam_opt.md, "fp16 and the GradScaler").
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

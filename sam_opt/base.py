@@ -9,7 +9,8 @@ for lr, momentum buffers and SAM's own per-group settings.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -9,7 +9,7 @@ why restoring rather than toggling momentum).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn

@@ -12,7 +12,8 @@ alpha = 0 is SAM exactly: such groups skip the decomposition.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -43,8 +43,15 @@ class ReferenceSAM:
     The closure computes the loss, calls backward on it and returns it.
     """
 
-    def __init__(self, params: Iterable[Tensor], base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
-                 adaptive: bool = False, eta: float = 0.0, **base_kwargs: Any) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        base_optimizer: type[torch.optim.Optimizer],
+        rho: float = 0.05,
+        adaptive: bool = False,
+        eta: float = 0.0,
+        **base_kwargs: Any,
+    ) -> None:
         self.params = list(params)
         self.base_optimizer = base_optimizer(self.params, **base_kwargs)
         self.rho, self.adaptive, self.eta = rho, adaptive, eta
@@ -88,8 +95,16 @@ class ReferenceSAM:
 class ReferenceGSAM(ReferenceSAM):
     """GSAM: SAM's perturbation, and the update direction g_p - alpha * g_perp."""
 
-    def __init__(self, params: Iterable[Tensor], base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
-                 alpha: float = 0.02, adaptive: bool = False, eta: float = 0.0, **base_kwargs: Any) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        base_optimizer: type[torch.optim.Optimizer],
+        rho: float = 0.05,
+        alpha: float = 0.02,
+        adaptive: bool = False,
+        eta: float = 0.0,
+        **base_kwargs: Any,
+    ) -> None:
         super().__init__(params, base_optimizer, rho, adaptive, eta, **base_kwargs)
         self.alpha = alpha
 

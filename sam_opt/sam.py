@@ -13,7 +13,8 @@ BatchNorm freezing, the GradScaler, clipping and the base step
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]  # (inputs, targets) pairs, on the model's device
 
+
 @dataclass(frozen=True)
 class SharpnessResult:
     """One measure's outcome: its value, the other numbers it produced and the settings it ran with."""
@@ -98,4 +99,3 @@ def measure(
     value = float(outputs.pop("value"))
     log.info("sharpness %s = %.6g (%.1f s)", name, value, outputs["wall_time_s"])
     return SharpnessResult(name=name, value=value, outputs=outputs, settings=settings)
-

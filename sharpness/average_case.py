@@ -21,8 +21,12 @@ from .worst_case import summarize
 
 
 def average_case_sharpness(
-    objective: Objective, model: BorrowedModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    settings: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
+    objective: Objective,
+    model: BorrowedModel,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    settings: dict[str, Any],
+    generator: torch.Generator,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Mean loss increase under `samples` random perturbations per batch, with the error increase."""
     ball = Ball(settings["ball"], settings["rho"], model.anchors, settings["adaptive"])

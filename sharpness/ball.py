@@ -46,8 +46,9 @@ class Ball:
         self._numels = [t.numel() for t in anchors]
 
     # -- moves -----------------------------------------------------------------------------------
-    def ascent_(self, out: list[torch.Tensor], u: list[torch.Tensor], grads: list[torch.Tensor],
-                step: torch.Tensor) -> None:
+    def ascent_(
+        self, out: list[torch.Tensor], u: list[torch.Tensor], grads: list[torch.Tensor], step: torch.Tensor
+    ) -> None:
         """out <- project(u + step * direction), the steepest ascent step in u.
 
         Direction: sign(g) for l_inf (|w| > 0 does not change a sign), and

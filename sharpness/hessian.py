@@ -46,8 +46,9 @@ def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def hessian_vector_product(objective: Objective, batches: list[tuple[torch.Tensor, torch.Tensor]],
-                           vector: torch.Tensor) -> torch.Tensor:
+def hessian_vector_product(
+    objective: Objective, batches: list[tuple[torch.Tensor, torch.Tensor]], vector: torch.Tensor
+) -> torch.Tensor:
     """H v for the mean loss over all examples of `batches`, as a flat tensor."""
     params = objective.params
     total = sum(len(y) for _, y in batches)
@@ -68,8 +69,12 @@ def _parameter_count(model: BorrowedModel) -> int:
 
 
 def hessian_top_eigenvalue(
-    objective: Objective, model: BorrowedModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    settings: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
+    objective: Objective,
+    model: BorrowedModel,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    settings: dict[str, Any],
+    generator: torch.Generator,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Power iteration on H; `value` is the Rayleigh quotient of the last iterate."""
     model.reset()
@@ -96,8 +101,12 @@ def hessian_top_eigenvalue(
 
 
 def hessian_trace(
-    objective: Objective, model: BorrowedModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    settings: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
+    objective: Objective,
+    model: BorrowedModel,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    settings: dict[str, Any],
+    generator: torch.Generator,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Hutchinson's estimate of trace(H) with Rademacher vectors, and its standard error."""
     model.reset()

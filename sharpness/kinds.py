@@ -28,15 +28,17 @@ from .worst_case import worst_case_sharpness
 MeasureFn = Callable[..., dict[str, Any]]
 
 # Which examples are measured: settings shared by every kind, read by `runner.remeasure`.
-DATA_DEFAULTS: Mapping[str, Any] = MappingProxyType({
-    "examples": 1024,  # number of examples (null: the whole split)
-    "batch_size": 128,  # m of m-sharpness; only a memory bound for the Hessian measures
-    "split": "train",
-    "augment": False,
-    "subset": "random",  # random: a seeded sample of the split; first: its first `examples`
-    "seed": 0,
-    "verbose": False,  # one log line per batch (per iteration for the Hessian measures)
-})
+DATA_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "examples": 1024,  # number of examples (null: the whole split)
+        "batch_size": 128,  # m of m-sharpness; only a memory bound for the Hessian measures
+        "split": "train",
+        "augment": False,
+        "subset": "random",  # random: a seeded sample of the split; first: its first `examples`
+        "seed": 0,
+        "verbose": False,  # one log line per batch (per iteration for the Hessian measures)
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,22 @@ class Kind:
 
 
 # The paper's protocol (Andriushchenko et al. 2023 as used by Harada & Iiduka 2024).
-KINDS: Mapping[str, Kind] = MappingProxyType({
-    "worst_case": Kind(
-        worst_case_sharpness,
-        {"ball": "linf", "adaptive": False, "rho": 0.0002, "iterations": 20, "restarts": 1, "random_start": False},
-        equal_batches=True,
-    ),
-    "average_case": Kind(
-        average_case_sharpness, {"ball": "linf", "adaptive": False, "rho": 0.0002, "samples": 10}, equal_batches=True,
-    ),
-    "hessian_eig": Kind(hessian_top_eigenvalue, {"iterations": 100, "tolerance": 1e-3}, equal_batches=False),
-    "hessian_trace": Kind(hessian_trace, {"samples": 100}, equal_batches=False),
-})
+KINDS: Mapping[str, Kind] = MappingProxyType(
+    {
+        "worst_case": Kind(
+            worst_case_sharpness,
+            {"ball": "linf", "adaptive": False, "rho": 0.0002, "iterations": 20, "restarts": 1, "random_start": False},
+            equal_batches=True,
+        ),
+        "average_case": Kind(
+            average_case_sharpness,
+            {"ball": "linf", "adaptive": False, "rho": 0.0002, "samples": 10},
+            equal_batches=True,
+        ),
+        "hessian_eig": Kind(hessian_top_eigenvalue, {"iterations": 100, "tolerance": 1e-3}, equal_batches=False),
+        "hessian_trace": Kind(hessian_trace, {"samples": 100}, equal_batches=False),
+    }
+)
 
 
 def defaults(kind: str) -> dict[str, Any]:

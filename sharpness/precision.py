@@ -23,8 +23,14 @@ import torch
 # Entries of torch's fp32_precision table; parents first so restoring a parent never clobbers a child.
 _PRECISION_KEYS = (
     ("generic", "all"),
-    ("cuda", "all"), ("cuda", "matmul"), ("cuda", "conv"), ("cuda", "rnn"),
-    ("mkldnn", "all"), ("mkldnn", "matmul"), ("mkldnn", "conv"), ("mkldnn", "rnn"),
+    ("cuda", "all"),
+    ("cuda", "matmul"),
+    ("cuda", "conv"),
+    ("cuda", "rnn"),
+    ("mkldnn", "all"),
+    ("mkldnn", "matmul"),
+    ("mkldnn", "conv"),
+    ("mkldnn", "rnn"),
 )
 _LEAVES = [key for key in _PRECISION_KEYS if key[1] != "all"]
 

@@ -97,8 +97,10 @@ def _check(name: str, settings: dict[str, Any]) -> None:
             if settings["batch_size"] > settings["examples"]:
                 fail("batch_size", f"m = batch_size must not exceed examples={settings['examples']}")
             if settings["examples"] % settings["batch_size"]:
-                fail("examples",
-                     f"must be a multiple of batch_size={settings['batch_size']}, so every batch has m examples")
+                fail(
+                    "examples",
+                    f"must be a multiple of batch_size={settings['batch_size']}, so every batch has m examples",
+                )
     if settings["split"] not in SPLITS:
         fail("split", f"must be one of {list(SPLITS)}")
     if settings["augment"] and settings["split"] != "train":
@@ -117,7 +119,8 @@ def normalize_all(sharpness_cfg: Mapping[str, Any] | DictConfig | None) -> dict[
 
 
 def config_problems(
-    sharpness_cfg: Mapping[str, Any] | DictConfig | None, dataset_cfg: Mapping[str, Any] | DictConfig | None = None,
+    sharpness_cfg: Mapping[str, Any] | DictConfig | None,
+    dataset_cfg: Mapping[str, Any] | DictConfig | None = None,
 ) -> list[str]:
     """One line per problem of the `sharpness` config (empty when it can run); for `runner.validate`.
 

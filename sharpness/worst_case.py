@@ -85,8 +85,14 @@ class _Buffers:
 
 
 def _ascend(
-    objective: Objective, model: BorrowedModel, ball: Ball, buffers: _Buffers,
-    x: torch.Tensor, y: torch.Tensor, settings: dict[str, Any], generator: torch.Generator,
+    objective: Objective,
+    model: BorrowedModel,
+    ball: Ball,
+    buffers: _Buffers,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: dict[str, Any],
+    generator: torch.Generator,
     clean: tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One restart of auto-PGD on one batch: (highest loss, its error), as device tensors."""
@@ -146,8 +152,12 @@ def _ascend(
 
 
 def worst_case_sharpness(
-    objective: Objective, model: BorrowedModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    settings: dict[str, Any], generator: torch.Generator, report: Callable[[str], None] | None = None,
+    objective: Objective,
+    model: BorrowedModel,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    settings: dict[str, Any],
+    generator: torch.Generator,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Mean over batches of (highest loss in the ball - unperturbed loss), with the error increase."""
     ball = Ball(settings["ball"], settings["rho"], model.anchors, settings["adaptive"])
@@ -167,17 +177,28 @@ def worst_case_sharpness(
         clean_losses.append(clean[0])
         clean_errors.append(clean[1])
         if report is not None:  # reading the value waits for the device: only when asked
-            report(f"batch {index + 1}/{len(batches)}: loss increase {increases[-1].item():.6g}, "
-                   f"error increase {error_increases[-1].item():+.3g}%")
+            report(
+                f"batch {index + 1}/{len(batches)}: loss increase {increases[-1].item():.6g}, "
+                f"error increase {error_increases[-1].item():+.3g}%"
+            )
     model.reset()
     return summarize(increases, error_increases, clean_losses, clean_errors)
 
 
-def summarize(increases: list[torch.Tensor], error_increases: list[torch.Tensor],
-              clean_losses: list[torch.Tensor], clean_errors: list[torch.Tensor]) -> dict[str, Any]:
+def summarize(
+    increases: list[torch.Tensor],
+    error_increases: list[torch.Tensor],
+    clean_losses: list[torch.Tensor],
+    clean_errors: list[torch.Tensor],
+) -> dict[str, Any]:
     """Per-batch device values -> the record's numbers, with one transfer to the host."""
-    table = torch.stack([torch.stack(increases), torch.stack(error_increases),
-                         torch.stack(clean_losses), torch.stack(clean_errors)]).double().cpu()
+    table = (
+        torch.stack(
+            [torch.stack(increases), torch.stack(error_increases), torch.stack(clean_losses), torch.stack(clean_errors)]
+        )
+        .double()
+        .cpu()
+    )
     values = table[0]
     count = values.numel()
     std_error = (values.std(unbiased=True) / math.sqrt(count)).item() if count > 1 else None
@@ -187,7 +208,10 @@ def summarize(increases: list[torch.Tensor], error_increases: list[torch.Tensor]
         return None if math.isnan(mean) else mean
 
     return {
-        "value": values.mean().item(), "std_error": std_error,
-        "error_increase": number(table[1]), "loss": number(table[2]), "error": number(table[3]),
+        "value": values.mean().item(),
+        "std_error": std_error,
+        "error_increase": number(table[1]),
+        "loss": number(table[2]),
+        "error": number(table[3]),
         "batches": count,
     }

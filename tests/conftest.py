@@ -36,13 +36,18 @@ FAST = [
 QUICK = [*(o for o in FAST if not o.startswith("sharpness")), "sharpness=none"]
 
 
-def launch(args: list[str], *, cwd: Path = REPO, timeout: float = 600, env: dict | None = None,
-           check: bool = False) -> subprocess.CompletedProcess:
+def launch(
+    args: list[str], *, cwd: Path = REPO, timeout: float = 600, env: dict | None = None, check: bool = False
+) -> subprocess.CompletedProcess:
     """Run `python launch.py ARGS` in a subprocess, as a user would."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
     result = subprocess.run(
         [sys.executable, str(REPO / "launch.py"), *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"launch.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

@@ -45,23 +45,32 @@ def write_cifar10(root: str | Path, n_train: int = 10, n_test: int = 5, *, seed:
     rng = np.random.default_rng(seed)
     train, test = _images_and_labels(rng, n_train, 10), _images_and_labels(rng, n_test, 10)
     for number, chunk in enumerate(np.array_split(np.arange(n_train), 5), start=1):
-        _pickle(folder / f"data_batch_{number}", {
-            "batch_label": f"training batch {number} of 5",
-            "labels": train[1][chunk].tolist(),
-            "data": train[0][chunk].reshape(len(chunk), 3 * 32 * 32),
-            "filenames": [f"image_{i}.png" for i in chunk],
-        })
-    _pickle(folder / "test_batch", {
-        "batch_label": "testing batch 1 of 1",
-        "labels": test[1].tolist(),
-        "data": test[0].reshape(n_test, 3 * 32 * 32),
-        "filenames": [f"test_{i}.png" for i in range(n_test)],
-    })
-    _pickle(folder / "batches.meta", {
-        "num_cases_per_batch": 10000,
-        "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-        "num_vis": 3 * 32 * 32,
-    })
+        _pickle(
+            folder / f"data_batch_{number}",
+            {
+                "batch_label": f"training batch {number} of 5",
+                "labels": train[1][chunk].tolist(),
+                "data": train[0][chunk].reshape(len(chunk), 3 * 32 * 32),
+                "filenames": [f"image_{i}.png" for i in chunk],
+            },
+        )
+    _pickle(
+        folder / "test_batch",
+        {
+            "batch_label": "testing batch 1 of 1",
+            "labels": test[1].tolist(),
+            "data": test[0].reshape(n_test, 3 * 32 * 32),
+            "filenames": [f"test_{i}.png" for i in range(n_test)],
+        },
+    )
+    _pickle(
+        folder / "batches.meta",
+        {
+            "num_cases_per_batch": 10000,
+            "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+            "num_vis": 3 * 32 * 32,
+        },
+    )
     (folder / "readme.html").write_text("<html>small test copy</html>\n")
     return {"train": train, "test": test}
 
@@ -73,17 +82,23 @@ def write_cifar100(root: str | Path, n_train: int = 10, n_test: int = 5, *, seed
     rng = np.random.default_rng(seed)
     splits = {"train": _images_and_labels(rng, n_train, 100), "test": _images_and_labels(rng, n_test, 100)}
     for name, (images, labels) in splits.items():
-        _pickle(folder / name, {
-            "filenames": [f"{name}_{i}.png" for i in range(len(labels))],
-            "batch_label": f"{'training' if name == 'train' else 'testing'} batch 1 of 1",
-            "fine_labels": labels.tolist(),
-            "coarse_labels": (labels // 5).tolist(),
-            "data": images.reshape(len(labels), 3 * 32 * 32),
-        })
-    _pickle(folder / "meta", {
-        "fine_label_names": [f"fine_{k}" for k in range(100)],
-        "coarse_label_names": [f"coarse_{k}" for k in range(20)],
-    })
+        _pickle(
+            folder / name,
+            {
+                "filenames": [f"{name}_{i}.png" for i in range(len(labels))],
+                "batch_label": f"{'training' if name == 'train' else 'testing'} batch 1 of 1",
+                "fine_labels": labels.tolist(),
+                "coarse_labels": (labels // 5).tolist(),
+                "data": images.reshape(len(labels), 3 * 32 * 32),
+            },
+        )
+    _pickle(
+        folder / "meta",
+        {
+            "fine_label_names": [f"fine_{k}" for k in range(100)],
+            "coarse_label_names": [f"coarse_{k}" for k in range(20)],
+        },
+    )
     return splits
 
 
@@ -100,7 +115,9 @@ def _save_flat(path: Path, color: tuple[int, int, int], size: int | tuple[int, i
     image.save(path)
 
 
-def write_tiny_imagenet(root: str | Path, n_classes: int = 3, per_class: int = 4, val_per_class: int = 2) -> dict[str, Any]:
+def write_tiny_imagenet(
+    root: str | Path, n_classes: int = 3, per_class: int = 4, val_per_class: int = 2
+) -> dict[str, Any]:
     """`<root>/tiny-imagenet-200/` in the official zip layout, 64×64 JPEGs of one flat colour per class.
 
     wnids.txt lists the wnids in an unsorted order (as the real file does);
@@ -173,8 +190,16 @@ def write_imagefolder(
 def cifar_cfg(name: str, root: str | Path, train_size: int | None = None, **overrides: Any) -> dict[str, Any]:
     """A dataset config for the CIFAR files written above (md5 verification off: they are not the official files)."""
     cfg = {
-        "name": name, "root": str(root), "download": False, "verify_checksums": False,
-        "num_classes": 10 if name == "cifar10" else 100, "image_size": 32, "channels": 3,
-        "mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26], "train_size": train_size, "augment": "crop_flip",
+        "name": name,
+        "root": str(root),
+        "download": False,
+        "verify_checksums": False,
+        "num_classes": 10 if name == "cifar10" else 100,
+        "image_size": 32,
+        "channels": 3,
+        "mean": [0.49, 0.48, 0.45],
+        "std": [0.25, 0.24, 0.26],
+        "train_size": train_size,
+        "augment": "crop_flip",
     }
     return {**cfg, **overrides}

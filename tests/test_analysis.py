@@ -19,22 +19,51 @@ PAPER_COLUMNS = ["SGD", "SAM", "GSAM", "SGD + B", "SAM + B", "GSAM + B", "SGD + 
 SHARED_REPORTED = Path(__file__).resolve().parents[2] / "shared" / "paper" / "reported_results.csv"
 
 
-def write_record(root: Path, *, experiment="t", dataset="cifar10", model="resnet18", optimizer="sgd",
-                 schedule="constant", seed=0, status="completed", test_error=None, sharpness=None,
-                 raw: str | None = None, **extra) -> Path:
+def write_record(
+    root: Path,
+    *,
+    experiment="t",
+    dataset="cifar10",
+    model="resnet18",
+    optimizer="sgd",
+    schedule="constant",
+    seed=0,
+    status="completed",
+    test_error=None,
+    sharpness=None,
+    raw: str | None = None,
+    **extra,
+) -> Path:
     """Write one run folder the way the runner lays it out; `raw` writes the file text as given."""
     run_dir = root / experiment / f"{dataset}-{model}" / f"{optimizer}-{schedule}" / f"seed={seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     if raw is not None:
         (run_dir / "result.json").write_text(raw)
         return run_dir
-    record = {"schema_version": 1, "status": status, "experiment": experiment, "dataset": dataset,
-              "model": model, "optimizer": optimizer, "schedule": schedule, "seed": seed,
-              "test_error": test_error, "test_loss": 0.2 if test_error is not None else None,
-              "train_error": 0.1, "train_loss": 0.01,
-              "sharpness": {k: {"value": v, "rho": 0.0002} for k, v in (sharpness or {}).items()},
-              "epochs": 2, "steps": 10, "wall_time_s": 1.5, "precision": "fp32", "config": {},
-              "versions": {"torch": "x"}, "git_commit": "abc", "error": None, "diverged_at_step": None}
+    record = {
+        "schema_version": 1,
+        "status": status,
+        "experiment": experiment,
+        "dataset": dataset,
+        "model": model,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "seed": seed,
+        "test_error": test_error,
+        "test_loss": 0.2 if test_error is not None else None,
+        "train_error": 0.1,
+        "train_loss": 0.01,
+        "sharpness": {k: {"value": v, "rho": 0.0002} for k, v in (sharpness or {}).items()},
+        "epochs": 2,
+        "steps": 10,
+        "wall_time_s": 1.5,
+        "precision": "fp32",
+        "config": {},
+        "versions": {"torch": "x"},
+        "git_commit": "abc",
+        "error": None,
+        "diverged_at_step": None,
+    }
     record.update(extra)
     (run_dir / "result.json").write_text(json.dumps(record))
     return run_dir
@@ -58,10 +87,17 @@ def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     for (opt, sched), (errors, sharps) in GRID.items():
         for seed, (err, sharp) in enumerate(zip(errors, sharps)):
-            write_record(root, optimizer=opt, schedule=sched, seed=seed, test_error=err,
-                         sharpness={"worst_linf": sharp})
-    write_record(root, optimizer="sam", schedule="batch", seed=2, status="failed",
-                 error="Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory")
+            write_record(
+                root, optimizer=opt, schedule=sched, seed=seed, test_error=err, sharpness={"worst_linf": sharp}
+            )
+    write_record(
+        root,
+        optimizer="sam",
+        schedule="batch",
+        seed=2,
+        status="failed",
+        error="Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory",
+    )
     write_record(root, optimizer="gsam", schedule="batch", seed=9, raw='{"schema_version": 1, "status": "compl')
     write_record(root, optimizer="gsam", schedule="cosine", seed=0, raw="")
     write_record(root, optimizer="sgd", schedule="cosine", seed=7, test_error=1.0, schema_version=0)
@@ -107,14 +143,26 @@ def test_paper_table_means_stds_order_and_markers(results: Path) -> None:
     frame = table.frame()
     assert list(frame.index) == ["Test Error (%)", "Sharpness"]
     assert frame.loc["Test Error (%)"].tolist() == [
-        "7.20 ± 0.20 (n=3)", "6.50 ± 0.50 (n=3)", "6.20 ± 0.10 (n=3)",
-        "6.40 ± 0.00 (n=3)", "6.05 ± 0.07 (n=2)", "6.20 ± 0.20 (n=3)",
-        "6.70 ± 0.10 (n=3)", "6.10 (n=1)", "-",
+        "7.20 ± 0.20 (n=3)",
+        "6.50 ± 0.50 (n=3)",
+        "6.20 ± 0.10 (n=3)",
+        "6.40 ± 0.00 (n=3)",
+        "6.05 ± 0.07 (n=2)",
+        "6.20 ± 0.20 (n=3)",
+        "6.70 ± 0.10 (n=3)",
+        "6.10 (n=1)",
+        "-",
     ]
     assert frame.loc["Sharpness"].tolist() == [
-        "110.00 ± 10.00 (n=3)", "52.00 ± 2.00 (n=3)", "49.00 ± 1.00 (n=3)",
-        "9.00 ± 1.00 (n=3)", "4.25 ± 0.35 (n=2)", "4.10 ± 0.10 (n=3)",
-        "141.00 ± 1.00 (n=3)", "88.00 (n=1)", "-",
+        "110.00 ± 10.00 (n=3)",
+        "52.00 ± 2.00 (n=3)",
+        "49.00 ± 1.00 (n=3)",
+        "9.00 ± 1.00 (n=3)",
+        "4.25 ± 0.35 (n=2)",
+        "4.10 ± 0.10 (n=3)",
+        "141.00 ± 1.00 (n=3)",
+        "88.00 (n=1)",
+        "-",
     ]
     assert "Missing (no completed run): GSAM + C." in table.notes
     assert "Left out of the means: SAM + B (1 failed)." in table.notes
@@ -225,9 +273,16 @@ def test_comparison_picks_the_published_value_for_every_cell(tmp_path: Path) -> 
         assert analysis.reported_value(*cell, "test_error") == row.test_error_pct
         assert analysis.reported_value(*cell, "sharpness") == row.sharpness
         # Our run: the paper's numbers plus a known offset, so the differences are known too.
-        write_record(tmp_path, experiment=f"paper/{row.dataset}_{row.model}", dataset=row.dataset, model=row.model,
-                     optimizer=row.optimizer, schedule=row.schedule, test_error=row.test_error_pct + 1.0,
-                     sharpness={"worst_linf": row.sharpness * 2})
+        write_record(
+            tmp_path,
+            experiment=f"paper/{row.dataset}_{row.model}",
+            dataset=row.dataset,
+            model=row.model,
+            optimizer=row.optimizer,
+            schedule=row.schedule,
+            test_error=row.test_error_pct + 1.0,
+            sharpness={"worst_linf": row.sharpness * 2},
+        )
     assert analysis.reported_value("digits", "resnet18", "sgd", "constant", "test_error") is None
     runs = analysis.load_runs(tmp_path)
     for (dataset, model), expected in reported.groupby(["dataset", "model"]):
@@ -247,8 +302,16 @@ def test_comparison_picks_the_published_value_for_every_cell(tmp_path: Path) -> 
 
 def test_claims_hold_fail_and_not_checked(results: Path) -> None:
     claims = analysis.check_claims(analysis.load_runs(results), "cifar10", "resnet18")
-    assert claims.header == ["Claim", "Ours", "Seeds holding", "Effect (ours)", "p (ours)", "Paper: comparisons",
-                             "Effect (paper)", "Paper: this table"]
+    assert claims.header == [
+        "Claim",
+        "Ours",
+        "Seeds holding",
+        "Effect (ours)",
+        "p (ours)",
+        "Paper: comparisons",
+        "Effect (paper)",
+        "Paper: this table",
+    ]
     verdicts = {row[0]: row[1:] for row in claims.rows}
     # + B sharpness: seeds 0 and 1 have every pair (9 < 100, 4 < 50, 4 < 48; ...); seed 2 lacks SAM + B
     # and no pair fails there, so it decides nothing. Also in the paper.
@@ -297,7 +360,8 @@ def test_figures_are_valid_png(results: Path, tmp_path: Path) -> None:
     run_dir = results / "t" / "cifar10-resnet18" / "sgd-batch" / "seed=0"
     (run_dir / "metrics.csv").write_text(
         "epoch,stage,batch_size,lr,rho,train_loss,train_error,test_loss,test_error,grad_norm,wall_time_s\n"
-        "0,0,16,0.1,0.05,2.0,50.0,2.1,52.0,,1.0\n1,1,32,0.1,0.05,1.0,30.0,1.2,33.0,,2.0\n")
+        "0,0,16,0.1,0.05,2.0,50.0,2.1,52.0,,1.0\n1,1,32,0.1,0.05,1.0,30.0,1.2,33.0,,2.0\n"
+    )
     paths = analysis.save_figure(analysis.plot_curves(run_dir), tmp_path / "curves" / "seed=0", ("png",))
     assert _is_png(paths[0])
 
@@ -341,19 +405,22 @@ def _good(root: Path) -> None:
         write_record(root, seed=seed, test_error=err)
 
 
-@pytest.mark.parametrize("field, value, kind, reason", [
-    ("seed", "zero", "invalid", "seed is 'zero', not a number"),
-    ("seed", 1.5, "invalid", "seed is 1.5, not an integer"),
-    ("test_error", "abc", "invalid", "test_error is 'abc', not a number"),
-    ("test_error", True, "invalid", "test_error is True, not a number"),
-    ("status", 5, "invalid", "status is 5, expected a name"),
-    ("status", "finished", "invalid", "unknown status 'finished'"),
-    ("dataset", None, "invalid", "dataset is None, expected a name"),
-    ("sharpness", [1, 2], "invalid", "sharpness is list, not a mapping"),
-    ("schema_version", "2", "schema", "unknown schema_version '2'"),
-    ("config", [1, 2], "invalid", "config is a list, not a mapping"),
-    ("config", {"a": {"b": {"c": {"d": 1}}}, "deep": json.loads("[" * 50 + "]" * 50)}, None, None),
-])
+@pytest.mark.parametrize(
+    "field, value, kind, reason",
+    [
+        ("seed", "zero", "invalid", "seed is 'zero', not a number"),
+        ("seed", 1.5, "invalid", "seed is 1.5, not an integer"),
+        ("test_error", "abc", "invalid", "test_error is 'abc', not a number"),
+        ("test_error", True, "invalid", "test_error is True, not a number"),
+        ("status", 5, "invalid", "status is 5, expected a name"),
+        ("status", "finished", "invalid", "unknown status 'finished'"),
+        ("dataset", None, "invalid", "dataset is None, expected a name"),
+        ("sharpness", [1, 2], "invalid", "sharpness is list, not a mapping"),
+        ("schema_version", "2", "schema", "unknown schema_version '2'"),
+        ("config", [1, 2], "invalid", "config is a list, not a mapping"),
+        ("config", {"a": {"b": {"c": {"d": 1}}}, "deep": json.loads("[" * 50 + "]" * 50)}, None, None),
+    ],
+)
 def test_wrongly_typed_records_are_left_out_with_the_reason(tmp_path: Path, field, value, kind, reason) -> None:
     _good(tmp_path)
     run_dir = write_record(tmp_path, seed=2, test_error=6.0)
@@ -382,8 +449,14 @@ def test_huge_and_deeply_nested_records_are_skipped_not_fatal(tmp_path: Path, ca
         node = node["x"]
     write_record(tmp_path, seed=4, test_error=1.0, config=deep)
     write_record(tmp_path, seed=5, test_error=1.0, config={f"k{i}": i for i in range(10_000)})
-    write_record(tmp_path, seed=6, test_error=1.0, schema_version=2, variant="v",
-                 variant_values={"x": json.loads("[" * 40 + "]" * 40)})
+    write_record(
+        tmp_path,
+        seed=6,
+        test_error=1.0,
+        schema_version=2,
+        variant="v",
+        variant_values={"x": json.loads("[" * 40 + "]" * 40)},
+    )
     # 30 MB of bogus text in one record: read, found wanting, left out.
     bogus = {"schema_version": 2, "status": "completed", "junk": "x" * 30_000_000}
     write_record(tmp_path, seed=7, raw=json.dumps(bogus))
@@ -400,13 +473,13 @@ def test_huge_and_deeply_nested_records_are_skipped_not_fatal(tmp_path: Path, ca
     out = tmp_path / "out"
     assert main([str(tmp_path), "--out", str(out), "--figures", "none", "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert err.splitlines() == ["warning: 5 records could not be used (unreadable, malformed or duplicate); "
-                                "listed under 'Records left out'"]
+    assert err.splitlines() == [
+        "warning: 5 records could not be used (unreadable, malformed or duplicate); listed under 'Records left out'"
+    ]
     assert "JSON nested too deeply" in (out / "tables.md").read_text()
 
 
-def test_read_only_results_fall_back_to_a_writable_folder(results: Path, tmp_path: Path, monkeypatch,
-                                                          capsys) -> None:
+def test_read_only_results_fall_back_to_a_writable_folder(results: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """As root permissions stop nothing, so the default --out is blocked by a file named `analysis`."""
     (results / "analysis").write_text("not a folder")
     work = tmp_path / "work"
@@ -415,8 +488,7 @@ def test_read_only_results_fall_back_to_a_writable_folder(results: Path, tmp_pat
     assert main([str(results), "--figures", "none", "--quiet"]) == 0
     err = capsys.readouterr().err.splitlines()
     fallback = work / "analysis-results"
-    assert err[0] == (f"note: cannot write to {results / 'analysis'} (File exists); "
-                      f"writing to {fallback} instead")
+    assert err[0] == (f"note: cannot write to {results / 'analysis'} (File exists); writing to {fallback} instead")
     assert (fallback / "tables.md").is_file() and (fallback / "runs.csv").is_file()
     assert (results / "analysis").read_text() == "not a folder"
     # An explicit --out is never replaced: one error line, exit status 2.
@@ -439,8 +511,9 @@ def test_no_writable_folder_is_one_error_line(tmp_path: Path) -> None:
     assert "\n" not in message and message.endswith("pass --out DIR")
     assert f"{blocker / 'a'} (Not a directory)" in message
     assert output_folder(results, None, fallbacks=[blocker / "a", tmp_path / "ok"]) == (
-        tmp_path / "ok", f"note: cannot write to {results / 'analysis'} (File exists); writing to "
-        f"{tmp_path / 'ok'} instead")
+        tmp_path / "ok",
+        f"note: cannot write to {results / 'analysis'} (File exists); writing to {tmp_path / 'ok'} instead",
+    )
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="as root, permission bits stop no write")

@@ -16,9 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 # small sharpness measurement. Keys as in conf/ (`train.epochs`, `train.batch_size`);
 # the sweep's experiment name is the config's default, whatever it is.
 OVERRIDES = [
-    "dataset=synthetic", "model.width=8", "optimizer=sgd,sam", "schedule=constant",
-    "train.epochs=1", "train.batch_size=32",
-    "sharpness.worst_linf.examples=64", "sharpness.worst_linf.batch_size=32", "device=cpu", "cpu_threads=1",
+    "dataset=synthetic",
+    "model.width=8",
+    "optimizer=sgd,sam",
+    "schedule=constant",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "sharpness.worst_linf.examples=64",
+    "sharpness.worst_linf.batch_size=32",
+    "device=cpu",
+    "cpu_threads=1",
 ]
 
 

@@ -14,22 +14,33 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from matplotlib.lines import Line2D
+from test_analysis import _latex_balanced
 
 import analysis
 from analysis.cli import main
-from test_analysis import _latex_balanced
 
 PRESET_RHO = 0.05
 
 
-def config_of(optimizer: str, schedule: str, seed: int, *, rho: float | None, lr: float = 0.1,
-              width: int = 16, experiment: str = "study") -> dict:
+def config_of(
+    optimizer: str,
+    schedule: str,
+    seed: int,
+    *,
+    rho: float | None,
+    lr: float = 0.1,
+    width: int = 16,
+    experiment: str = "study",
+) -> dict:
     """A resolved config shaped like the runner's (nested groups, neutral keys included)."""
     optimizer_node = {"name": optimizer, "_target_": "sam_opt.SAM", "lr": lr, "rho": 0.0 if rho is None else rho}
     if optimizer == "gsam":
         optimizer_node.update({"_target_": "sam_opt.GSAM", "alpha": 0.02})
     return {
-        "experiment_name": experiment, "seed": seed, "results_root": "/somewhere", "run_dir": f"/x/{seed}",
+        "experiment_name": experiment,
+        "seed": seed,
+        "results_root": "/somewhere",
+        "run_dir": f"/x/{seed}",
         "dataset": {"name": "digits", "num_classes": 10},
         "model": {"name": "resnet18", "_target_": "runner.models.cifar_resnet18", "width": width},
         "optimizer": optimizer_node,
@@ -40,9 +51,20 @@ def config_of(optimizer: str, schedule: str, seed: int, *, rho: float | None, lr
     }
 
 
-def write_run(root: Path, *, optimizer: str, schedule: str, seed: int, test_error: float,
-              sharpness: float | None = None, variant_values: dict | None = None, experiment: str = "study",
-              schema_version: int = 2, config: dict | None = None, status: str = "completed") -> Path:
+def write_run(
+    root: Path,
+    *,
+    optimizer: str,
+    schedule: str,
+    seed: int,
+    test_error: float,
+    sharpness: float | None = None,
+    variant_values: dict | None = None,
+    experiment: str = "study",
+    schema_version: int = 2,
+    config: dict | None = None,
+    status: str = "completed",
+) -> Path:
     """One run folder `<root>/<experiment>/digits-resnet18/<opt>-<sched>/[<variant>/]seed=<k>/result.json`."""
     variant_values = variant_values or {}
     variant = ",".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(variant_values.items()))
@@ -51,15 +73,37 @@ def write_run(root: Path, *, optimizer: str, schedule: str, seed: int, test_erro
     run_dir.mkdir(parents=True, exist_ok=True)
     rho = variant_values.get("optimizer.rho", PRESET_RHO if optimizer != "sgd" else None)
     record = {
-        "schema_version": schema_version, "status": status, "experiment": experiment, "dataset": "digits",
-        "model": "resnet18", "optimizer": optimizer, "schedule": schedule, "seed": seed,
-        "test_error": test_error, "test_loss": 0.3, "train_error": 0.5, "train_loss": 0.02,
+        "schema_version": schema_version,
+        "status": status,
+        "experiment": experiment,
+        "dataset": "digits",
+        "model": "resnet18",
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "seed": seed,
+        "test_error": test_error,
+        "test_loss": 0.3,
+        "train_error": 0.5,
+        "train_loss": 0.02,
         "sharpness": {"worst_linf": {"value": sharpness, "rho": 0.0002}} if sharpness is not None else {},
-        "epochs": 15, "steps": 300, "wall_time_s": 10.0, "precision": "fp32",
-        "config": config if config is not None else config_of(
-            optimizer, schedule, seed, rho=rho if optimizer != "sgd" else None, experiment=experiment,
-            lr=variant_values.get("optimizer.lr", 0.1)),
-        "versions": {"torch": "2.14.1"}, "git_commit": "abc", "error": None, "diverged_at_step": None,
+        "epochs": 15,
+        "steps": 300,
+        "wall_time_s": 10.0,
+        "precision": "fp32",
+        "config": config
+        if config is not None
+        else config_of(
+            optimizer,
+            schedule,
+            seed,
+            rho=rho if optimizer != "sgd" else None,
+            experiment=experiment,
+            lr=variant_values.get("optimizer.lr", 0.1),
+        ),
+        "versions": {"torch": "2.14.1"},
+        "git_commit": "abc",
+        "error": None,
+        "diverged_at_step": None,
     }
     if schema_version >= 2:
         record.update({"variant": variant, "variant_values": variant_values})
@@ -69,12 +113,21 @@ def write_run(root: Path, *, optimizer: str, schedule: str, seed: int, test_erro
 
 # rho sweep: (optimizer, schedule) -> rho -> [(test error, sharpness) per seed]; None = the preset (0.05).
 SWEEP = {
-    ("sam", "constant"): {0.01: [(6.0, 0.30), (7.0, 0.50)], None: [(5.0, 0.20), (5.5, 0.30)],
-                          0.1: [(6.5, 0.10), (6.5, 0.14)]},
-    ("gsam", "constant"): {0.01: [(6.2, 0.28), (6.4, 0.32)], None: [(5.2, 0.18), (5.4, 0.22)],
-                           0.1: [(6.0, 0.08), (7.0, 0.12)]},
-    ("sam", "batch"): {0.01: [(4.0, 0.05), (4.2, 0.07)], None: [(4.4, 0.04), (4.4, 0.04)],
-                       0.1: [(5.0, 0.02), (5.2, 0.03)]},
+    ("sam", "constant"): {
+        0.01: [(6.0, 0.30), (7.0, 0.50)],
+        None: [(5.0, 0.20), (5.5, 0.30)],
+        0.1: [(6.5, 0.10), (6.5, 0.14)],
+    },
+    ("gsam", "constant"): {
+        0.01: [(6.2, 0.28), (6.4, 0.32)],
+        None: [(5.2, 0.18), (5.4, 0.22)],
+        0.1: [(6.0, 0.08), (7.0, 0.12)],
+    },
+    ("sam", "batch"): {
+        0.01: [(4.0, 0.05), (4.2, 0.07)],
+        None: [(4.4, 0.04), (4.4, 0.04)],
+        0.1: [(5.0, 0.02), (5.2, 0.03)],
+    },
 }
 # SGD's optimizer.rho is 0 whatever sam.rho says, so it has the preset's variant only.
 SGD = {("sgd", "constant"): [(7.0, 0.40), (8.0, 0.60)]}
@@ -87,8 +140,15 @@ def rho_sweep(tmp_path: Path) -> Path:
         for rho, seeds in by_rho.items():
             for seed, (err, sharp) in enumerate(seeds):
                 values = {"optimizer.rho": rho} if rho is not None else {}
-                write_run(root, optimizer=opt, schedule=sched, seed=seed, test_error=err, sharpness=sharp,
-                          variant_values=values)
+                write_run(
+                    root,
+                    optimizer=opt,
+                    schedule=sched,
+                    seed=seed,
+                    test_error=err,
+                    sharpness=sharp,
+                    variant_values=values,
+                )
     for (opt, sched), seeds in SGD.items():
         for seed, (err, sharp) in enumerate(seeds):
             write_run(root, optimizer=opt, schedule=sched, seed=seed, test_error=err, sharpness=sharp)
@@ -116,9 +176,17 @@ def test_variant_runs_are_distinct_and_carry_their_config(rho_sweep: Path, tmp_p
     assert at.loc["study/digits-resnet18/sam-batch/rho=0.01/seed=0", "config.optimizer.rho"] == 0.01
     assert at.loc["study/digits-resnet18/sgd-constant/seed=0", "config.optimizer.rho"] == 0.0
     assert json.loads(at.loc["study/digits-resnet18/gsam-constant/rho=0.1/seed=0", "variant_values"]) == {
-        "optimizer.rho": 0.1}
-    for neutral in ("config.run_dir", "config.seed", "config.optimizer.name", "config.model.width",
-                    "config.optimizer._target_", "config.hydra.job.name", "config.optimizer.alpha"):
+        "optimizer.rho": 0.1
+    }
+    for neutral in (
+        "config.run_dir",
+        "config.seed",
+        "config.optimizer.name",
+        "config.model.width",
+        "config.optimizer._target_",
+        "config.hydra.job.name",
+        "config.optimizer.alpha",
+    ):
         assert neutral not in runs.columns
     path = tmp_path / "runs.csv"
     analysis.write_runs_csv(runs, path)
@@ -127,8 +195,9 @@ def test_variant_runs_are_distinct_and_carry_their_config(rho_sweep: Path, tmp_p
 
 def test_duplicates_are_judged_with_the_variant(tmp_path: Path) -> None:
     write_run(tmp_path, optimizer="sam", schedule="constant", seed=0, test_error=5.0)
-    write_run(tmp_path, optimizer="sam", schedule="constant", seed=0, test_error=6.0,
-              variant_values={"optimizer.rho": 0.1})
+    write_run(
+        tmp_path, optimizer="sam", schedule="constant", seed=0, test_error=6.0, variant_values={"optimizer.rho": 0.1}
+    )
     # The same run a second time, in a folder of another experiment name but with the same identity.
     copy = tmp_path / "copy" / "study" / "digits-resnet18" / "sam-constant" / "rho=0.1" / "seed=0"
     copy.mkdir(parents=True)
@@ -137,17 +206,27 @@ def test_duplicates_are_judged_with_the_variant(tmp_path: Path) -> None:
     loaded = analysis.load_results(tmp_path)
     assert len(loaded.runs) == 2
     assert [(p.kind, p.path) for p in loaded.problems] == [
-        ("duplicate", "study/digits-resnet18/sam-constant/rho=0.1/seed=0")]
+        ("duplicate", "study/digits-resnet18/sam-constant/rho=0.1/seed=0")
+    ]
 
 
 def test_two_variants_give_two_tables_and_only_the_preset_is_compared(tmp_path: Path) -> None:
     for seed, (a, b) in enumerate([(5.0, 6.0), (5.4, 6.6)]):
         write_run(tmp_path, optimizer="sgd", schedule="constant", seed=seed, test_error=a, sharpness=1.0)
-        write_run(tmp_path, optimizer="sgd", schedule="constant", seed=seed, test_error=b, sharpness=2.0,
-                  variant_values={"optimizer.lr": 0.05})
+        write_run(
+            tmp_path,
+            optimizer="sgd",
+            schedule="constant",
+            seed=seed,
+            test_error=b,
+            sharpness=2.0,
+            variant_values={"optimizer.lr": 0.05},
+        )
     runs = analysis.load_runs(tmp_path)
-    assert analysis.table_keys(runs) == [("study", "digits", "resnet18", ""),
-                                         ("study", "digits", "resnet18", "lr=0.05")]
+    assert analysis.table_keys(runs) == [
+        ("study", "digits", "resnet18", ""),
+        ("study", "digits", "resnet18", "lr=0.05"),
+    ]
     with pytest.raises(ValueError, match="pass variant="):
         analysis.paper_table(runs, "digits", "resnet18")
     preset = analysis.paper_table(runs, "digits", "resnet18", variant="")
@@ -159,7 +238,9 @@ def test_two_variants_give_two_tables_and_only_the_preset_is_compared(tmp_path: 
     assert set(lower.stats["variant"]) == {"lr=0.05"}
     report = analysis.build_report(tmp_path)
     assert [(s.variant, s.table.title) for s in report.sections] == [
-        ("", "Digits, ResNet-18, preset values"), ("lr=0.05", "Digits, ResNet-18, lr=0.05")]
+        ("", "Digits, ResNet-18, preset values"),
+        ("lr=0.05", "Digits, ResNet-18, lr=0.05"),
+    ]
     # A single-key sweep with two values (lr 0.1 of the preset and 0.05): a sweep view too.
     assert [view.sweep.key for view in report.sweeps] == ["optimizer.lr"]
 
@@ -170,8 +251,15 @@ def test_paper_comparison_uses_the_preset_values_only(tmp_path: Path) -> None:
         record = json.loads((run / "result.json").read_text())
         record.update(dataset="cifar10")
         (run / "result.json").write_text(json.dumps(record))
-    run = write_run(tmp_path, optimizer="sam", schedule="constant", seed=0, test_error=1.0, sharpness=1.0,
-                    variant_values={"optimizer.rho": 0.1})
+    run = write_run(
+        tmp_path,
+        optimizer="sam",
+        schedule="constant",
+        seed=0,
+        test_error=1.0,
+        sharpness=1.0,
+        variant_values={"optimizer.rho": 0.1},
+    )
     record = json.loads((run / "result.json").read_text())
     record.update(dataset="cifar10")
     (run / "result.json").write_text(json.dumps(record))
@@ -184,8 +272,7 @@ def test_paper_comparison_uses_the_preset_values_only(tmp_path: Path) -> None:
 
 
 def test_schema_1_records_are_the_preset_variant(tmp_path: Path) -> None:
-    old = write_run(tmp_path, optimizer="sgd", schedule="constant", seed=0, test_error=5.0, schema_version=1,
-                    config={})
+    old = write_run(tmp_path, optimizer="sgd", schedule="constant", seed=0, test_error=5.0, schema_version=1, config={})
     write_run(tmp_path, optimizer="sgd", schedule="constant", seed=1, test_error=7.0)
     record = json.loads((old / "result.json").read_text())
     assert "variant" not in record and record["schema_version"] == 1
@@ -196,19 +283,29 @@ def test_schema_1_records_are_the_preset_variant(tmp_path: Path) -> None:
     assert table.frame().loc["Test Error (%)", "SGD"] == "6.00 ± 1.41"
     # Without an experiment field the experiment is read from the path, variant folder or not.
     for values in ({}, {"optimizer.lr": 0.05}):
-        run = write_run(tmp_path / "nameless", optimizer="sgd", schedule="constant", seed=0, test_error=5.0,
-                        experiment="fromdir", variant_values=values)
+        run = write_run(
+            tmp_path / "nameless",
+            optimizer="sgd",
+            schedule="constant",
+            seed=0,
+            test_error=5.0,
+            experiment="fromdir",
+            variant_values=values,
+        )
         record = json.loads((run / "result.json").read_text())
         del record["experiment"]
         (run / "result.json").write_text(json.dumps(record))
     assert set(analysis.load_runs(tmp_path / "nameless")["experiment"]) == {"fromdir"}
 
 
-@pytest.mark.parametrize("field, value, reason", [
-    ("variant", 3, "variant is 3"),
-    ("variant_values", ["optimizer.rho"], "variant_values is a list"),
-    ("config", "lr=0.1", "config is a str"),
-])
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("variant", 3, "variant is 3"),
+        ("variant_values", ["optimizer.rho"], "variant_values is a list"),
+        ("config", "lr=0.1", "config is a str"),
+    ],
+)
 def test_wrongly_typed_variant_fields_are_reported(tmp_path: Path, field: str, value, reason: str) -> None:
     run = write_run(tmp_path, optimizer="sgd", schedule="constant", seed=0, test_error=5.0)
     write_run(tmp_path, optimizer="sgd", schedule="constant", seed=1, test_error=5.0)
@@ -252,8 +349,9 @@ def test_rho_sweep_view_exact_means_and_stds(rho_sweep: Path) -> None:
     assert table.rows[0][2:] == ["7.50 ± 0.71", "-", "-", "-"]
     assert table.rows[7][2:] == ["-", "0.12 ± 0.03", "0.10 ± 0.03", "0.03 ± 0.01"]
     assert grid  # every row has its label
-    assert table.notes == ["One value only, not swept: SGD (optimizer.rho = 0); "
-                           "the figure draws them as horizontal lines."]
+    assert table.notes == [
+        "One value only, not swept: SGD (optimizer.rho = 0); the figure draws them as horizontal lines."
+    ]
 
     variant_table = analysis.paper_table(runs, "digits", "resnet18", variant="rho=0.1")
     assert any(n.startswith("Run with the preset values only") and n.endswith(": SGD.") for n in variant_table.notes)
@@ -297,15 +395,22 @@ def test_cli_writes_the_sweep_view(rho_sweep: Path, tmp_path: Path, capsys) -> N
 
 
 def test_two_keys_give_a_sweep_per_key_and_base(tmp_path: Path) -> None:
-    grid = {(): 5.0, (("optimizer.lr", 0.05),): 6.0, (("optimizer.rho", 0.1),): 7.0,
-            (("optimizer.lr", 0.05), ("optimizer.rho", 0.1)): 8.0}
+    grid = {
+        (): 5.0,
+        (("optimizer.lr", 0.05),): 6.0,
+        (("optimizer.rho", 0.1),): 7.0,
+        (("optimizer.lr", 0.05), ("optimizer.rho", 0.1)): 8.0,
+    }
     for values, err in grid.items():
-        write_run(tmp_path, optimizer="sam", schedule="constant", seed=0, test_error=err,
-                  variant_values=dict(values))
+        write_run(tmp_path, optimizer="sam", schedule="constant", seed=0, test_error=err, variant_values=dict(values))
     sweeps = analysis.find_sweeps(analysis.load_runs(tmp_path))
     found = {(s.key, json.dumps(s.base)) for s in sweeps}
-    assert found == {("optimizer.lr", "{}"), ("optimizer.lr", '{"optimizer.rho": 0.1}'),
-                     ("optimizer.rho", "{}"), ("optimizer.rho", '{"optimizer.lr": 0.05}')}
+    assert found == {
+        ("optimizer.lr", "{}"),
+        ("optimizer.lr", '{"optimizer.rho": 0.1}'),
+        ("optimizer.rho", "{}"),
+        ("optimizer.rho", '{"optimizer.lr": 0.05}'),
+    }
     at = next(s for s in sweeps if s.key == "optimizer.rho" and s.base)
     assert at.title() == "Digits, ResNet-18: sweep over optimizer.rho at optimizer.lr=0.05"
     stats = analysis.sweep_stats(at).set_index(["value", "metric"])
@@ -317,8 +422,9 @@ def test_a_list_valued_sweep_is_categorical(tmp_path: Path) -> None:
     for seed in (0, 1):
         write_run(tmp_path, optimizer="sgd", schedule="batch", seed=seed, test_error=4.0 + seed)
         values = {"train.increasing_batch_sizes": [32, 64, 128]}
-        run = write_run(tmp_path, optimizer="sgd", schedule="batch", seed=seed, test_error=5.0 + seed,
-                        variant_values=values)
+        run = write_run(
+            tmp_path, optimizer="sgd", schedule="batch", seed=seed, test_error=5.0 + seed, variant_values=values
+        )
         record = json.loads((run / "result.json").read_text())
         record["config"]["train"]["increasing_batch_sizes"] = [32, 64, 128]
         (run / "result.json").write_text(json.dumps(record))

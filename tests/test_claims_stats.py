@@ -24,14 +24,26 @@ CONSTANT = {"sgd": 1.0, "sam": 0.5, "gsam": 0.4}  # sharpness at constant, per o
 CONSTANT_ERROR = {"sgd": 8.0, "sam": 7.0, "gsam": 6.5}
 
 
-def write(root: Path, optimizer: str, schedule: str, seed: int, test_error: float, sharpness: float,
-          dataset: str = "digits") -> None:
+def write(
+    root: Path, optimizer: str, schedule: str, seed: int, test_error: float, sharpness: float, dataset: str = "digits"
+) -> None:
     run_dir = root / "claims" / f"{dataset}-resnet18" / f"{optimizer}-{schedule}" / f"seed={seed}"
     run_dir.mkdir(parents=True)
-    record = {"schema_version": 2, "status": "completed", "experiment": "claims", "dataset": dataset,
-              "model": "resnet18", "optimizer": optimizer, "schedule": schedule, "seed": seed, "variant": "",
-              "variant_values": {}, "test_error": test_error, "sharpness": {"worst_linf": {"value": sharpness}},
-              "config": {}}
+    record = {
+        "schema_version": 2,
+        "status": "completed",
+        "experiment": "claims",
+        "dataset": dataset,
+        "model": "resnet18",
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "seed": seed,
+        "variant": "",
+        "variant_values": {},
+        "test_error": test_error,
+        "sharpness": {"worst_linf": {"value": sharpness}},
+        "config": {},
+    }
     (run_dir / "result.json").write_text(json.dumps(record))
 
 
@@ -62,8 +74,10 @@ def test_sign_flip_p_is_exact() -> None:
     assert sign_flip_p([1.0, 2.0, 3.0]) == 1.0
     assert sign_flip_p([-4.0]) == 0.5
     values = [-0.3, 0.1, -0.7, -0.2, 0.4, -0.05]
-    brute = sum(sum(s * abs(v) for s, v in zip(signs, values)) <= sum(values) + 1e-12
-                for signs in itertools.product((-1, 1), repeat=len(values))) / 2 ** len(values)
+    brute = sum(
+        sum(s * abs(v) for s, v in zip(signs, values)) <= sum(values) + 1e-12
+        for signs in itertools.product((-1, 1), repeat=len(values))
+    ) / 2 ** len(values)
     assert sign_flip_p(values) == brute
     # Beyond 16 values the patterns are sampled (10,000 of them): none beats all-negative, p = 1 / 10,001.
     assert sign_flip_p([-1.0] * 22) == 1 / 10_001
@@ -75,9 +89,12 @@ def test_sign_flip_p_is_exact() -> None:
 def test_summary_counts_decided_seeds_only() -> None:
     a, b, c = ("sam", "batch"), ("sam", "constant"), ("gsam", "batch")
     d = ("gsam", "constant")
-    found = [Comparison(a, b, 0, 1.0, 2.0), Comparison(c, d, 0, 1.0, 4.0),  # seed 0: both hold
-             Comparison(a, b, 1, 3.0, 2.0),  # seed 1: one pair fails, the other is missing: fails
-             Comparison(c, d, 2, 1.0, 2.0)]  # seed 2: one pair holds, the other is missing: undecided
+    found = [
+        Comparison(a, b, 0, 1.0, 2.0),
+        Comparison(c, d, 0, 1.0, 4.0),  # seed 0: both hold
+        Comparison(a, b, 1, 3.0, 2.0),  # seed 1: one pair fails, the other is missing: fails
+        Comparison(c, d, 2, 1.0, 2.0),
+    ]  # seed 2: one pair holds, the other is missing: undecided
     s = summarize(found, pairs=2, kind=RATIO)
     assert (s.replicates, s.replicates_holding, s.tested, s.comparisons, s.comparisons_holding) == (2, 1, 1, 4, 3)
     assert s.verdict == "mixed" and s.p is None
@@ -135,7 +152,11 @@ def test_a_single_seed_is_said_plainly(tmp_path: Path) -> None:
     table = analysis.check_claims(runs, "digits", "resnet18")
     claims = rows_by_claim(table)
     assert claims["+ B sharpness < constant sharpness, for each optimizer"][:4] == [
-        "holds", "1/1 (one seed)", "×0.1 (0.1–0.1)", "one seed"]
+        "holds",
+        "1/1 (one seed)",
+        "×0.1 (0.1–0.1)",
+        "one seed",
+    ]
     assert table.notes[0].startswith("Every claim checked here rests on one seed")
     assert not any(n.startswith("p: exact") for n in table.notes)
 
@@ -158,7 +179,12 @@ def test_the_paper_tables_checked_like_seeds() -> None:
     each = [((o, "batch"), (o, "constant")) for o in OPTIMIZERS]
     assert _paper_counts("sharpness", each) == (21, 21, 7)
     assert claims["+ B sharpness < constant sharpness, for each optimizer"][:5] == [
-        "holds", "7/7", "21/21", "×0.0576 (0.00862–0.156)", "0.00781"]
+        "holds",
+        "7/7",
+        "21/21",
+        "×0.0576 (0.00862–0.156)",
+        "0.00781",
+    ]
     cosine = [((o, "cosine"), (o, "constant")) for o in OPTIMIZERS]
     assert _paper_counts("sharpness", cosine) == (0, 21, 0)  # + C is sharper than constant in 21 of 21
     assert claims["+ C sharpness < constant sharpness, for each optimizer"][:3] == ["fails", "0/7", "0/21"]
@@ -177,7 +203,8 @@ def test_the_paper_tables_checked_like_seeds() -> None:
     (note,) = table.notes
     assert "decaying learning rate finds flatter minima" in note and "holds in 0 of 21 comparisons" in note
     assert list(table.stats.loc[table.stats["contradicts_abstract"], "claim"]) == [
-        "+ C sharpness < constant sharpness, for each optimizer"]
+        "+ C sharpness < constant sharpness, for each optimizer"
+    ]
 
 
 def test_claims_of_a_paper_pair_show_that_table_and_the_cli_writes_the_numbers(tmp_path: Path, capsys) -> None:

@@ -9,7 +9,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import runner  # registers the config resolvers
 from runner.models import build_model
 from runner.run import build_optimizer
 from runner.schedule import Schedule
@@ -34,9 +33,16 @@ def test_every_group_has_its_options():
     assert set(options("optimizer")) >= {"sgd", "sam", "gsam", "base/sgd", "base/adamw"}
     assert options("schedule") == ["batch", "constant", "cosine", "linear"]
     assert set(options("experiment")) == {
-        "demo", "paper/cifar10_resnet18", "paper/cifar10_wrn28_10", "paper/cifar100_resnet18",
-        "paper/cifar100_wrn28_10", "paper/tiny_imagenet_resnet18", "paper/tiny_imagenet_wrn28_10",
-        "paper/imagenet_resnet50", "paper/cifar100_vit_tiny", "grid",
+        "demo",
+        "paper/cifar10_resnet18",
+        "paper/cifar10_wrn28_10",
+        "paper/cifar100_resnet18",
+        "paper/cifar100_wrn28_10",
+        "paper/tiny_imagenet_resnet18",
+        "paper/tiny_imagenet_wrn28_10",
+        "paper/imagenet_resnet50",
+        "paper/cifar100_vit_tiny",
+        "grid",
     }
 
 

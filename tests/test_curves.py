@@ -29,18 +29,31 @@ def write_grid(root: Path, seeds: tuple[int, ...], *, grad_norm: bool = True) ->
             for seed in seeds:
                 run_dir = root / "curves" / "digits-resnet18" / f"{opt}-{sched}" / f"seed={seed}"
                 run_dir.mkdir(parents=True)
-                record = {"schema_version": 2, "status": "completed", "experiment": "curves", "dataset": "digits",
-                          "model": "resnet18", "optimizer": opt, "schedule": sched, "seed": seed, "variant": "",
-                          "variant_values": {}, "test_error": 5.0, "sharpness": {}, "config": {}}
+                record = {
+                    "schema_version": 2,
+                    "status": "completed",
+                    "experiment": "curves",
+                    "dataset": "digits",
+                    "model": "resnet18",
+                    "optimizer": opt,
+                    "schedule": sched,
+                    "seed": seed,
+                    "variant": "",
+                    "variant_values": {},
+                    "test_error": 5.0,
+                    "sharpness": {},
+                    "config": {},
+                }
                 (run_dir / "result.json").write_text(json.dumps(record))
                 lines = []
                 for epoch in range(EPOCHS):
                     # Test error only every other epoch (eval_every=2) and always at the last: blanks between.
                     evaluated = epoch % 2 == 1 or epoch == EPOCHS - 1
                     test_error = f"{50.0 - 10 * epoch + seed:.1f}" if evaluated else ""
-                    norm = f"{2.0 ** -epoch * (1 + seed):.4f}" if grad_norm else ""
-                    lines.append(f"{epoch},0,16,0.1,0.05,{train_loss(i, j, seed, epoch)},10.0,0.5,{test_error},"
-                                 f"{norm},1.0\n")
+                    norm = f"{2.0**-epoch * (1 + seed):.4f}" if grad_norm else ""
+                    lines.append(
+                        f"{epoch},0,16,0.1,0.05,{train_loss(i, j, seed, epoch)},10.0,0.5,{test_error},{norm},1.0\n"
+                    )
                 (run_dir / "metrics.csv").write_text(HEADER + "".join(lines))
     return root
 

@@ -7,32 +7,69 @@ import os
 import numpy as np
 import pytest
 import torch
+from dataset_writers import cifar_cfg, write_cifar10, write_cifar100, write_imagefolder, write_tiny_imagenet
 from omegaconf import OmegaConf
 
-from dataset_writers import cifar_cfg, write_cifar10, write_cifar100, write_imagefolder, write_tiny_imagenet
 from runner.data import DatasetUnavailableError, build_dataset, check_available, load_tensors
 
 BASE = {"download": False, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "augment": "crop_flip"}
 
 
 def tiny_cfg(root, **overrides):
-    return {**BASE, "name": "tiny_imagenet", "root": str(root), "num_classes": 3, "image_size": 64, "channels": 3,
-            "train_size": 12, **overrides}
+    return {
+        **BASE,
+        "name": "tiny_imagenet",
+        "root": str(root),
+        "num_classes": 3,
+        "image_size": 64,
+        "channels": 3,
+        "train_size": 12,
+        **overrides,
+    }
 
 
 def imagenet_cfg(root, **overrides):
-    return {**BASE, "name": "imagenet", "root": str(root), "num_classes": 3, "image_size": 224, "channels": 3,
-            "train_size": 6, "crop": "resized", **overrides}
+    return {
+        **BASE,
+        "name": "imagenet",
+        "root": str(root),
+        "num_classes": 3,
+        "image_size": 224,
+        "channels": 3,
+        "train_size": 6,
+        "crop": "resized",
+        **overrides,
+    }
 
 
 def digits_cfg(**overrides):
-    return {**BASE, "name": "digits", "num_classes": 10, "image_size": 8, "channels": 1, "mean": [0.3], "std": [0.4],
-            "train_size": None, "test_fraction": 0.2, "seed": 0, **overrides}
+    return {
+        **BASE,
+        "name": "digits",
+        "num_classes": 10,
+        "image_size": 8,
+        "channels": 1,
+        "mean": [0.3],
+        "std": [0.4],
+        "train_size": None,
+        "test_fraction": 0.2,
+        "seed": 0,
+        **overrides,
+    }
 
 
 def synthetic_cfg(**overrides):
-    return {**BASE, "name": "synthetic", "num_classes": 4, "image_size": 16, "channels": 3, "train_size": 64,
-            "test_size": 32, "seed": 0, **overrides}
+    return {
+        **BASE,
+        "name": "synthetic",
+        "num_classes": 4,
+        "image_size": 16,
+        "channels": 3,
+        "train_size": 64,
+        "test_size": 32,
+        "seed": 0,
+        **overrides,
+    }
 
 
 # ---- CIFAR ---------------------------------------------------------------------------------------

@@ -6,8 +6,19 @@ import torch
 
 from runner.data import SeededBatchSampler, build_dataset, build_loader
 
-CFG = {"name": "synthetic", "num_classes": 4, "image_size": 8, "channels": 3, "train_size": 30, "test_size": 10,
-       "seed": 0, "mean": [0.5] * 3, "std": [0.25] * 3, "augment": "crop_flip", "download": False}
+CFG = {
+    "name": "synthetic",
+    "num_classes": 4,
+    "image_size": 8,
+    "channels": 3,
+    "train_size": 30,
+    "test_size": 10,
+    "seed": 0,
+    "mean": [0.5] * 3,
+    "std": [0.25] * 3,
+    "augment": "crop_flip",
+    "download": False,
+}
 
 
 def collect(batches):
@@ -73,8 +84,10 @@ def test_repeated_augmentation_triples():
 
 
 def test_ranks_split_one_permutation():
-    parts = [SeededBatchSampler(30, 5, shuffle=True, seed=1, drop_last=True, rank=r, world_size=2).order(0)[0]
-             for r in range(2)]
+    parts = [
+        SeededBatchSampler(30, 5, shuffle=True, seed=1, drop_last=True, rank=r, world_size=2).order(0)[0]
+        for r in range(2)
+    ]
     assert len(parts[0]) == len(parts[1]) == 15
     assert sorted(torch.cat(parts).tolist()) == list(range(30))
     padded = SeededBatchSampler(31, 5, shuffle=False, seed=1, drop_last=False, rank=1, world_size=2).order(0)[0]

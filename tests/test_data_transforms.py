@@ -18,8 +18,19 @@ from runner.data import (
     mixup_cutmix,
 )
 
-CFG = {"name": "synthetic", "num_classes": 4, "image_size": 16, "channels": 3, "train_size": 32, "test_size": 8,
-       "seed": 0, "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3], "augment": "crop_flip", "download": False}
+CFG = {
+    "name": "synthetic",
+    "num_classes": 4,
+    "image_size": 16,
+    "channels": 3,
+    "train_size": 32,
+    "test_size": 8,
+    "seed": 0,
+    "mean": [0.4, 0.5, 0.6],
+    "std": [0.2, 0.25, 0.3],
+    "augment": "crop_flip",
+    "download": False,
+}
 
 
 def normalised(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -68,8 +79,11 @@ def test_crop_flip_is_a_padded_crop_and_flip():
 def test_crop_padding_is_an_eighth_of_the_size_and_at_least_one_pixel():
     assert [crop_padding(size) for size in (32, 64, 224, 8, 7, 1)] == [4, 8, 28, 1, 1, 1]
     for size in (32, 4):
-        crop = next(t for t in build_transform({**CFG, "image_size": size}, train=True, augment=True).transforms
-                    if isinstance(t, T.RandomCrop))
+        crop = next(
+            t
+            for t in build_transform({**CFG, "image_size": size}, train=True, augment=True).transforms
+            if isinstance(t, T.RandomCrop)
+        )
         assert crop.size == (size, size) and crop.padding == crop_padding(size)
 
 
@@ -86,15 +100,23 @@ def test_vit_recipe_parts():
 def test_the_resized_crop_follows_the_config_whatever_the_name(name):
     cfg = {**CFG, "name": name, "image_size": 224, "crop": "resized"}
     assert [type(s) for s in build_transform(cfg, train=True, augment=True).transforms][:2] == [
-        T.RandomResizedCrop, T.RandomHorizontalFlip]
+        T.RandomResizedCrop,
+        T.RandomHorizontalFlip,
+    ]
     for train, augment in ((False, True), (True, False), (True, True)):
         plain = {**cfg, "augment": "none"} if train and augment else cfg
         steps = build_transform(plain, train=train, augment=augment).transforms
         assert isinstance(steps[0], T.Resize) and steps[0].size == 256
         assert isinstance(steps[1], T.CenterCrop) and steps[1].size == (224, 224)
     vit = build_transform({**cfg, "augment": "vit"}, train=True, augment=True).transforms
-    assert [type(s) for s in vit] == [T.RandomResizedCrop, T.RandomHorizontalFlip, T.AutoAugment, T.ToTensor,
-                                      T.Normalize, T.RandomErasing]
+    assert [type(s) for s in vit] == [
+        T.RandomResizedCrop,
+        T.RandomHorizontalFlip,
+        T.AutoAugment,
+        T.ToTensor,
+        T.Normalize,
+        T.RandomErasing,
+    ]
     assert vit[2].policy == T.AutoAugmentPolicy.IMAGENET
 
 
@@ -102,7 +124,9 @@ def test_the_name_alone_picks_no_crop():
     steps = build_transform({**CFG, "name": "imagenet"}, train=True, augment=True).transforms  # crop: padded
     assert [type(s) for s in steps][:2] == [T.RandomCrop, T.RandomHorizontalFlip]
     assert [type(s) for s in build_transform({**CFG, "name": "imagenet"}, train=False, augment=False).transforms] == [
-        T.ToTensor, T.Normalize]
+        T.ToTensor,
+        T.Normalize,
+    ]
 
 
 def test_the_device_loader_serves_only_the_padded_crop_flip_or_nothing():

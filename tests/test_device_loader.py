@@ -278,6 +278,10 @@ def test_cuda_batches_repeat_and_match_torchvision() -> None:
     plan = make().plan(0)
     batch, labels = first[0]
     for position in range(64):
-        expected = reference(images[int(labels[position])], int(plan.tops[position]), int(plan.lefts[position]),
-                             bool(plan.flips[position]))
+        expected = reference(
+            images[int(labels[position])],
+            int(plan.tops[position]),
+            int(plan.lefts[position]),
+            bool(plan.flips[position]),
+        )
         torch.testing.assert_close(batch[position].cpu(), expected, rtol=0, atol=1e-6)

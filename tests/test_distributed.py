@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from conftest import REPO, launch
+
 from runner import distributed
 
 # A ViT small enough for a CPU (1 block of width 32 on 8x8 images, patch 4),
@@ -53,8 +53,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     os.environ.pop("SUBMITIT_EXECUTOR", None)
     ctx = distributed.setup_distributed("cpu")
     try:
@@ -124,8 +125,17 @@ def test_two_rank_ddp_cell_equals_one_process(tmp_path):
     single_root, ddp_root = tmp_path / "single", tmp_path / "ddp"
     launch([*DDP_CELL, f"results_root={single_root}"], check=True, timeout=600)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(REPO / "launch.py"), *DDP_CELL, f"results_root={ddp_root}"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "launch.py"),
+        *DDP_CELL,
+        f"results_root={ddp_root}",
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -145,23 +155,37 @@ def test_two_rank_ddp_cell_equals_one_process(tmp_path):
     assert len(single_rows) == len(ddp_rows) == 2
 
     def same(key: str) -> bool:
-        return all(float(two[key]) == pytest.approx(float(one[key]), rel=1e-4, abs=1e-5)
-                   for one, two in zip(single_rows, ddp_rows))
+        return all(
+            float(two[key]) == pytest.approx(float(one[key]), rel=1e-4, abs=1e-5)
+            for one, two in zip(single_rows, ddp_rows)
+        )
 
     # The same weights after every epoch: evaluated by rank 0 on the whole test set.
     for key in ("test_loss", "test_error", "lr"):
         assert same(key), (key, single_rows, ddp_rows)
     # Training metrics must cover both ranks' halves of the data, not rank 0's alone.
     for key in ("train_loss", "train_error"):
-        assert same(key), (f"{key} differs: average it over ranks (runner.distributed.all_reduce_mean)",
-                           single_rows, ddp_rows)
+        assert same(key), (
+            f"{key} differs: average it over ranks (runner.distributed.all_reduce_mean)",
+            single_rows,
+            ddp_rows,
+        )
 
 
 def test_ddp_batch_not_divisible_by_ranks_is_refused(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cell = [arg for arg in DDP_CELL if not arg.startswith("train.batch_size=")] + ["train.batch_size=33"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(REPO / "launch.py"), *cell, f"results_root={tmp_path}"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "launch.py"),
+        *cell,
+        f"results_root={tmp_path}",
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
     assert "not divisible" in result.stdout + result.stderr

@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import runner  # noqa: F401  (registers the config resolvers)
-from conftest import REPO
 from runner import identity
 
-PRESETS = sorted(str(p.relative_to(REPO / "conf" / "experiment").with_suffix(""))
-                 for p in (REPO / "conf" / "experiment" / "paper").glob("*.yaml") if not p.name.startswith("_"))
+PRESETS = sorted(
+    str(p.relative_to(REPO / "conf" / "experiment").with_suffix(""))
+    for p in (REPO / "conf" / "experiment" / "paper").glob("*.yaml")
+    if not p.name.startswith("_")
+)
 GRID = [(o, s) for o in ("sgd", "sam", "gsam") for s in ("constant", "batch", "cosine")]
 
 
@@ -21,6 +24,7 @@ GRID = [(o, s) for o in ("sgd", "sam", "gsam") for s in ("constant", "batch", "c
 def composer():
     cache: dict[tuple[str, ...], DictConfig] = {}
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+
         def compose_cell(overrides: list[str]) -> DictConfig:
             key = tuple(overrides)
             if key not in cache:  # a preset cell is its own reference: compose it once
@@ -49,7 +53,8 @@ def test_equivalent_spellings_name_one_folder(composer):
     direct = variant_of(composer, ["optimizer=sam", "optimizer.rho=0.1"])
     assert by_alias == direct == identity.Identity("rho=0.1", {"optimizer.rho": 0.1})
     assert variant_of(composer, ["optimizer=sam", "optimizer.lr=1"]) == variant_of(
-        composer, ["optimizer=sam", "optimizer.lr=1.0"])
+        composer, ["optimizer=sam", "optimizer.lr=1.0"]
+    )
 
 
 def test_keys_a_cell_does_not_use_leave_its_folder_alone(composer):
@@ -58,20 +63,31 @@ def test_keys_a_cell_does_not_use_leave_its_folder_alone(composer):
     assert variant_of(composer, ["schedule=batch", "train.batch_size=64"]).name == ""
     assert variant_of(composer, ["sharpness=none", "device=cpu", "progress=false"]).name == ""
     assert variant_of(composer, ["schedule=constant", "train.batch_size=64"]).name == "batch_size=64"
-    assert variant_of(composer, ["schedule=batch", "train.increasing_batch_sizes=[8,16]",
-                                 "train.epochs=10"]).name == "epochs=10,increasing_batch_sizes=8-16"
+    assert (
+        variant_of(composer, ["schedule=batch", "train.increasing_batch_sizes=[8,16]", "train.epochs=10"]).name
+        == "epochs=10,increasing_batch_sizes=8-16"
+    )
 
 
 def test_group_choices_and_hand_written_stages_are_named(composer):
     assert variant_of(composer, ["optimizer/base=adamw"]).name == "base=adamw"
-    found = variant_of(composer, ["schedule=batch", "schedule.stages=[{batch_size:16,epochs:150},"
-                                  "{batch_size:32,epochs:50}]"])
+    found = variant_of(
+        composer, ["schedule=batch", "schedule.stages=[{batch_size:16,epochs:150},{batch_size:32,epochs:50}]"]
+    )
     assert found.name == "stages=16x150-32x50"
 
 
 def test_long_variants_stay_bounded_and_distinct(composer):
-    base = ["optimizer=gsam", "sam.rho=0.123456789", "sam.alpha=0.0123456789", "optimizer.lr=0.0987654321",
-            "train.epochs=123", "model.width=17", "train.label_smoothing=0.05", "dataset.test_fraction=0.3"]
+    base = [
+        "optimizer=gsam",
+        "sam.rho=0.123456789",
+        "sam.alpha=0.0123456789",
+        "optimizer.lr=0.0987654321",
+        "train.epochs=123",
+        "model.width=17",
+        "train.label_smoothing=0.05",
+        "dataset.test_fraction=0.3",
+    ]
     first = variant_of(composer, base)
     second = variant_of(composer, [*base[:-1], "dataset.test_fraction=0.25"])
     assert len(first.name) <= identity.MAX_NAME and len(second.name) <= identity.MAX_NAME
@@ -92,8 +108,9 @@ def test_differences_compare_numbers_by_value():
 
 
 def test_a_run_records_its_variant(tmp_path):
-    from conftest import QUICK, launch
     import json
+
+    from conftest import QUICK, launch
 
     launch([*QUICK, "optimizer=sam", "sam.rho=0.1", f"results_root={tmp_path}"], check=True)
     (path,) = list(tmp_path.rglob("result.json"))

@@ -37,8 +37,9 @@ def _mode(path: Path) -> int:
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 @pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
-def test_new_and_replaced_files_get_the_umask_mode(tmp_path: Path, umask, writer: str, mask: int,
-                                                   expected: int) -> None:
+def test_new_and_replaced_files_get_the_umask_mode(
+    tmp_path: Path, umask, writer: str, mask: int, expected: int
+) -> None:
     umask(mask)
     path = tmp_path / f"out.{writer}"
     WRITERS[writer](path)
@@ -60,8 +61,11 @@ def test_umask_of_a_fresh_process_is_honoured(tmp_path: Path) -> None:
         rio.atomic_write_json(sys.argv[2], {{"status": "completed"}})
     """)
     target = tmp_path / "result.json"
-    subprocess.run(["sh", "-c", 'umask 002 && exec "$0" "$@"', sys.executable, "-c", script,
-                    str(Path(io.__file__)), str(target)], check=True, timeout=120)
+    subprocess.run(
+        ["sh", "-c", 'umask 002 && exec "$0" "$@"', sys.executable, "-c", script, str(Path(io.__file__)), str(target)],
+        check=True,
+        timeout=120,
+    )
     assert _mode(target) == 0o664
 
 
@@ -102,8 +106,16 @@ def _leftover_of_a_killed_writer(folder: Path, name: str) -> Path:
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path: Path) -> None:
     left = [_leftover_of_a_killed_writer(tmp_path, name) for name in ("checkpoint.pt", "metrics.csv")]
     assert all(path.exists() and io._TEMPORARY.match(path.name) for path in left)
-    keep = ["checkpoint.pt", "result.json", ".lock", "notes.tmp", ".notes.tmp", ".x.abc.tmp",
-            ".result.json.ABCDEFGH.tmp", ".lock-claim-0a1b2c"]
+    keep = [
+        "checkpoint.pt",
+        "result.json",
+        ".lock",
+        "notes.tmp",
+        ".notes.tmp",
+        ".x.abc.tmp",
+        ".result.json.ABCDEFGH.tmp",
+        ".lock-claim-0a1b2c",
+    ]
     for name in keep:
         (tmp_path / name).write_text("keep")
     (tmp_path / ".folder.abcdefgh.tmp").mkdir()  # the pattern, but not a file

@@ -48,8 +48,14 @@ def _dead_pid() -> int:
 
 
 def _write_lock(run_dir: Path, name: str = LOCK_FILE, **fields) -> dict:
-    record = {"host": socket.gethostname(), "pid": _dead_pid(), "slurm_job_id": None,
-              "started": time.time() - 60, "token": "a1b2c3d4", **fields}
+    record = {
+        "host": socket.gethostname(),
+        "pid": _dead_pid(),
+        "slurm_job_id": None,
+        "started": time.time() - 60,
+        "token": "a1b2c3d4",
+        **fields,
+    }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / name).write_text(json.dumps(record))
     return record
@@ -64,9 +70,15 @@ def _no_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _race(cell: Path, signals: Path, contenders: int) -> list[subprocess.CompletedProcess]:
     signals.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(LOCK_MODULE), str(cell), str(signals)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(contenders)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONTENDER, str(LOCK_MODULE), str(cell), str(signals)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(contenders)
+    ]
     deadline = time.time() + 60
     while len(list(signals.glob("ready-*"))) < contenders and time.time() < deadline:
         time.sleep(0.01)
@@ -121,8 +133,9 @@ def test_live_lock_refuses_with_one_line(tmp_path: Path) -> None:
             CellLock(tmp_path).acquire()
         message = str(caught.value)
         assert "\n" not in message
-        assert message.startswith(f"{tmp_path.resolve()} is being trained by pid {holder.pid} on host "
-                                  f"{socket.gethostname()} since ")
+        assert message.startswith(
+            f"{tmp_path.resolve()} is being trained by pid {holder.pid} on host {socket.gethostname()} since "
+        )
         assert message.endswith(f"; wait for it, or delete {tmp_path.resolve() / LOCK_FILE} if that process is gone")
         assert lock_holder(tmp_path)["pid"] == holder.pid
         assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == holder.pid  # untouched
@@ -142,13 +155,17 @@ def test_waiting_gets_the_lock_when_the_holder_finishes(tmp_path: Path) -> None:
     holder.wait()
 
 
-def test_message_names_the_slurm_job(tmp_path: Path) -> None:
-    _write_lock(tmp_path, host="some-other-node", pid=1234, slurm_job_id="777_3")
+def test_message_names_the_slurm_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI runs a real SLURM; a squeue that cannot reach its controller leaves the lock undecidable.
+    _fake_squeue(tmp_path / "bin", UNREACHABLE_SQUEUE, monkeypatch)
+    _write_lock(tmp_path / "cell", host="some-other-node", pid=1234, slurm_job_id="777_3")
     with pytest.raises(CellBusy, match=r"by pid 1234 on host some-other-node \(SLURM job 777_3\) since "):
-        CellLock(tmp_path).acquire()  # no squeue here: cannot decide, so it counts as live
+        CellLock(tmp_path / "cell").acquire()  # squeue cannot say: it counts as live
 
 
 def test_requeued_slurm_job_takes_over_its_own_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_squeue(tmp_path / "bin", UNREACHABLE_SQUEUE, monkeypatch)
+    tmp_path = tmp_path / "cell"
     _write_lock(tmp_path, host="node-that-ran-it-first", pid=4321, slurm_job_id="9001", slurm_restart_count=0)
     monkeypatch.setenv("SLURM_JOB_ID", "9001")
     with pytest.raises(CellBusy):  # same job, same run of it (another step or rank): live
@@ -168,6 +185,9 @@ def test_array_task_is_named_array_id_underscore_task(tmp_path: Path, monkeypatc
         assert json.loads((tmp_path / LOCK_FILE).read_text())["slurm_job_id"] == "5000_8"
 
 
+UNREACHABLE_SQUEUE = 'echo "slurm_load_jobs error: Unable to contact slurm controller" >&2\nexit 1\n'
+
+
 def _fake_squeue(folder: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A `squeue` on PATH that answers as the real one does for the job states under test."""
     folder.mkdir()
@@ -177,16 +197,20 @@ def _fake_squeue(folder: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
 
-@pytest.mark.parametrize("script, live", [
-    ('[ "$3" = 555 ] && echo RUNNING\n', True),
-    ('[ "$3" = 555 ] && echo PENDING\n', True),
-    ('[ "$3" = 555 ] && echo COMPLETED\n', False),
-    ("exit 0\n", False),  # squeue knows no such job: it finished long ago
-    ('echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1\n', False),
-    ('echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1\n', True),
-])
-def test_other_jobs_lock_follows_squeue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str,
-                                        live: bool) -> None:
+@pytest.mark.parametrize(
+    "script, live",
+    [
+        ('[ "$3" = 555 ] && echo RUNNING\n', True),
+        ('[ "$3" = 555 ] && echo PENDING\n', True),
+        ('[ "$3" = 555 ] && echo COMPLETED\n', False),
+        ("exit 0\n", False),  # squeue knows no such job: it finished long ago
+        ('echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1\n', False),
+        ('echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1\n', True),
+    ],
+)
+def test_other_jobs_lock_follows_squeue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, live: bool
+) -> None:
     cell = tmp_path / "cell"
     _write_lock(cell, host="another-node", pid=99, slurm_job_id="555")
     _fake_squeue(tmp_path / "bin", script, monkeypatch)

@@ -17,37 +17,95 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, launch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import runner  # registers the config resolvers
 import runner.loggers as loggers
 from runner.loggers.common import STATE_FILE, run_key
 
-from conftest import REPO, launch
-
 CONF = REPO / "conf"
 CELL = "synthetic-resnet18/sam-constant/seed=0"
-IDENTITY = {"dataset": "synthetic", "model": "resnet18", "optimizer": "sam", "schedule": "constant",
-            "variant": "rho=0.1", "seed": 0, "experiment": "exp", "cell": CELL}
+IDENTITY = {
+    "dataset": "synthetic",
+    "model": "resnet18",
+    "optimizer": "sam",
+    "schedule": "constant",
+    "variant": "rho=0.1",
+    "seed": 0,
+    "experiment": "exp",
+    "cell": CELL,
+}
 ROWS = [
-    {"epoch": 1, "stage": 0, "batch_size": 32, "lr": 0.1, "rho": 0.05, "train_loss": 2.0, "train_error": 80.0,
-     "test_loss": None, "test_error": None, "grad_norm": None, "wall_time_s": 1.5},
-    {"epoch": 2, "stage": 0, "batch_size": 32, "lr": 0.1, "rho": 0.05, "train_loss": 1.5, "train_error": 60.0,
-     "test_loss": 1.7, "test_error": 65.0, "grad_norm": None, "wall_time_s": 3.0},
-    {"epoch": 3, "stage": 1, "batch_size": 64, "lr": 0.05, "rho": 0.05, "train_loss": 1.0, "train_error": 40.0,
-     "test_loss": 1.2, "test_error": 45.0, "grad_norm": None, "wall_time_s": 4.5},
+    {
+        "epoch": 1,
+        "stage": 0,
+        "batch_size": 32,
+        "lr": 0.1,
+        "rho": 0.05,
+        "train_loss": 2.0,
+        "train_error": 80.0,
+        "test_loss": None,
+        "test_error": None,
+        "grad_norm": None,
+        "wall_time_s": 1.5,
+    },
+    {
+        "epoch": 2,
+        "stage": 0,
+        "batch_size": 32,
+        "lr": 0.1,
+        "rho": 0.05,
+        "train_loss": 1.5,
+        "train_error": 60.0,
+        "test_loss": 1.7,
+        "test_error": 65.0,
+        "grad_norm": None,
+        "wall_time_s": 3.0,
+    },
+    {
+        "epoch": 3,
+        "stage": 1,
+        "batch_size": 64,
+        "lr": 0.05,
+        "rho": 0.05,
+        "train_loss": 1.0,
+        "train_error": 40.0,
+        "test_loss": 1.2,
+        "test_error": 45.0,
+        "grad_norm": None,
+        "wall_time_s": 4.5,
+    },
 ]
-RECORD = {"schema_version": 2, "status": "completed", "test_error": 45.0, "test_loss": 1.2, "train_error": 40.0,
-          "train_loss": 1.0, "sharpness": {"worst_linf": {"value": 0.05, "rho": 0.0002}, "hessian_trace": {"value": 12.5}},
-          "epochs": 3, "steps": 30, "wall_time_s": 5.0, "error": None}
+RECORD = {
+    "schema_version": 2,
+    "status": "completed",
+    "test_error": 45.0,
+    "test_loss": 1.2,
+    "train_error": 40.0,
+    "train_loss": 1.0,
+    "sharpness": {"worst_linf": {"value": 0.05, "rho": 0.0002}, "hessian_trace": {"value": 12.5}},
+    "epochs": 3,
+    "steps": 30,
+    "wall_time_s": 5.0,
+    "error": None,
+}
 
 
 @pytest.fixture(autouse=True)
 def no_tracker_settings_from_outside(monkeypatch):
     """The machine's own tracker settings (a W&B login, an MLflow server) must not reach these tests."""
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "SAM_TENSORBOARD_DIR", "WANDB_PROJECT",
-                 "WANDB_ENTITY", "WANDB_TAGS", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_DIR"):
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "SAM_TENSORBOARD_DIR",
+        "WANDB_PROJECT",
+        "WANDB_ENTITY",
+        "WANDB_TAGS",
+        "WANDB_API_KEY",
+        "WANDB_BASE_URL",
+        "WANDB_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -66,10 +124,18 @@ def make_cfg(results: Path, trackers: list[str], *overrides: str):
     """The real composed config with `trackers` selected (before and after `logger: csv` joins the defaults)."""
     select = f"logger=[{','.join(trackers)}]"
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            select if LOGGER_IN_DEFAULTS else "+" + select, f"results_root={results}", "experiment_name=exp",
-            "dataset=synthetic", "optimizer=sam", "optimizer.rho=0.1", *overrides,
-        ])
+        cfg = compose(
+            "config",
+            overrides=[
+                select if LOGGER_IN_DEFAULTS else "+" + select,
+                f"results_root={results}",
+                "experiment_name=exp",
+                "dataset=synthetic",
+                "optimizer=sam",
+                "optimizer.rho=0.1",
+                *overrides,
+            ],
+        )
     return cfg
 
 
@@ -117,9 +183,7 @@ def test_logger_problems_accepts_every_installed_tracker(tmp_path):
 def test_logger_problems_names_the_missing_package_and_its_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(loggers.REQUIRED_MODULES, "wandb", "sam_sweeps_no_such_module")
     cfg = make_cfg(tmp_path, ["csv", "wandb"], "logger.wandb.mode=offline")
-    assert loggers.logger_problems(cfg) == [
-        "logger=wandb needs the wandb package: pip install 'sam-sweeps[wandb]'"
-    ]
+    assert loggers.logger_problems(cfg) == ["logger=wandb needs the wandb package: pip install 'sam-sweeps[wandb]'"]
     # disabled needs no package
     assert loggers.logger_problems(make_cfg(tmp_path, ["wandb"], "logger.wandb.mode=disabled")) == []
 
@@ -128,7 +192,9 @@ def test_logger_problems_bad_names_modes_and_servers(tmp_path):
     found = loggers.logger_problems(make_cfg(tmp_path, ["csv"], "+logger.neptune={}"))
     assert found == ["logger.neptune: unknown tracker; valid: csv, tensorboard, wandb, mlflow"]
     found = loggers.logger_problems(make_cfg(tmp_path, ["wandb"], "logger.wandb.mode=sometimes"))
-    assert found == ["logger.wandb.mode='sometimes' must be one of online, offline, disabled (WANDB_MODE sets the default)"]
+    assert found == [
+        "logger.wandb.mode='sometimes' must be one of online, offline, disabled (WANDB_MODE sets the default)"
+    ]
     assert loggers.logger_problems(make_cfg(tmp_path, ["wandb"], "logger.wandb.mode=dryrun")) == []
     # Port 9 (discard) refuses connections on this machine: a server that does not answer stops the launch.
     found = loggers.logger_problems(make_cfg(tmp_path, ["mlflow"], "logger.mlflow.tracking_uri=http://127.0.0.1:9"))
@@ -283,8 +349,13 @@ def test_logging_returns_at_once_and_close_waits_for_the_queue():
     opened.log_final(RECORD)
     assert time.monotonic() - started < 0.25  # the training loop never waits for a tracker
     opened.close()
-    assert tracker.calls == [("epoch", 1, 2.0), ("epoch", 2, 1.5), ("epoch", 3, 1.0), ("final", 3, 45.0),
-                             ("close", "completed")]
+    assert tracker.calls == [
+        ("epoch", 1, 2.0),
+        ("epoch", 2, 1.5),
+        ("epoch", 3, 1.0),
+        ("final", 3, 45.0),
+        ("close", "completed"),
+    ]
     opened.log_epoch(ROWS[0])  # after close: ignored, no error
     assert len(tracker.calls) == 5
 
@@ -303,11 +374,11 @@ def wandb_records(path: Path) -> list:
         if left < 7:  # a block's tail too short for a chunk header is padding
             pos += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if length == 0 and kind == 0:
             pos += left
             continue
-        pending += data[pos + 7:pos + 7 + length]
+        pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL, or LAST of a record split over blocks
             record = wandb_internal_pb2.Record()
@@ -341,8 +412,16 @@ def wandb_run(folder: Path) -> dict:
         if r.WhichOneof("record_type") == "summary":
             summary.update({"/".join(u.nested_key) or u.key: json.loads(u.value_json) for u in r.summary.update})
     config = {u.key: json.loads(u.value_json) for u in run.config.update}
-    return {"id": run.run_id, "group": run.run_group, "tags": list(run.tags), "name": run.display_name,
-            "project": run.project, "config": config, "history": history, "summary": summary}
+    return {
+        "id": run.run_id,
+        "group": run.run_group,
+        "tags": list(run.tags),
+        "name": run.display_name,
+        "project": run.project,
+        "config": config,
+        "history": history,
+        "summary": summary,
+    }
 
 
 @pytest.fixture
@@ -368,8 +447,15 @@ def test_wandb_offline_run_holds_epochs_final_values_and_tags(tmp_path, monkeypa
     run = wandb_run(folders[0])
     assert run["id"] == run_key(run_dir_of(cfg)) and folders[0].name.endswith(run["id"])
     assert run["group"] == "exp" and run["name"] == CELL and run["project"] == "sam-sweeps"
-    assert run["tags"] == ["dataset=synthetic", "model=resnet18", "optimizer=sam", "schedule=constant",
-                           "variant=rho=0.1", "seed=0", "mine"]
+    assert run["tags"] == [
+        "dataset=synthetic",
+        "model=resnet18",
+        "optimizer=sam",
+        "schedule=constant",
+        "variant=rho=0.1",
+        "seed=0",
+        "mine",
+    ]
     assert run["config"]["optimizer"]["rho"] == 0.1 and run["config"]["cell"] == CELL
     assert [run["history"][step]["train_loss"] for step in (1, 2, 3)] == [2.0, 1.5, 1.0]
     assert "test_error" not in run["history"][1] and run["history"][3]["test_error"] == 45.0
@@ -441,8 +527,13 @@ def test_mlflow_params_metrics_and_tags_read_back(tmp_path):
     assert run.info.status == "FINISHED" and run.info.run_name == CELL
     tags = run.data.tags
     assert {k: tags[k] for k in ("dataset", "model", "optimizer", "schedule", "variant", "seed")} == {
-        "dataset": "synthetic", "model": "resnet18", "optimizer": "sam", "schedule": "constant",
-        "variant": "rho=0.1", "seed": "0"}
+        "dataset": "synthetic",
+        "model": "resnet18",
+        "optimizer": "sam",
+        "schedule": "constant",
+        "variant": "rho=0.1",
+        "seed": "0",
+    }
     assert tags["sam.run_key"] == run_key(run_dir_of(cfg)) and tags["status"] == "completed"
     params = run.data.params
     assert params["optimizer.rho"] == "0.1" and params["optimizer.name"] == "sam" and params["cell"] == CELL

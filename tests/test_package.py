@@ -16,12 +16,11 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from conftest import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -87,9 +86,24 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(REPO / top, source / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         str(source), "-w", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=out)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            str(source),
+            "-w",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=out,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     (built,) = out.glob("sam_sweeps-*.whl")
     return built
@@ -118,12 +132,30 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
     python = root / "bin" / "python"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index",
-         str(wheel)], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stdout + install.stderr
     # Written after the install, so pip never sees (or offers to uninstall) the project's own install.
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return root
 
@@ -132,9 +164,12 @@ def _run(venv: Path, command: list[str], cwd: Path, expect: int = 0) -> subproce
     """One of the venv's commands, from `cwd`, without anything of the caller's PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SAM_RESULTS_ROOT", "SAM_DATA_DIR")}
     env.update(OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
-    result = subprocess.run([str(venv / "bin" / command[0]), *command[1:]], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == expect, f"{' '.join(command)}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    result = subprocess.run(
+        [str(venv / "bin" / command[0]), *command[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == expect, (
+        f"{' '.join(command)}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    )
     return result
 
 
@@ -145,9 +180,16 @@ def test_installed_scripts_train_remeasure_tabulate_and_report_outside_the_check
     results, data = tmp_path / "results", tmp_path / "data"
     where = ["results_root=" + str(results), "data_dir=" + str(data)]
 
-    probe = _run(venv, ["python", "-c", "import json, sys, runner, runner.config_dir as c, hydra_plugins.sam_sweeps as p; "
-                                        "print(json.dumps([runner.__file__, str(c.config_dir()), p.__file__, sys.path]))"],
-                 elsewhere)
+    probe = _run(
+        venv,
+        [
+            "python",
+            "-c",
+            "import json, sys, runner, runner.config_dir as c, hydra_plugins.sam_sweeps as p; "
+            "print(json.dumps([runner.__file__, str(c.config_dir()), p.__file__, sys.path]))",
+        ],
+        elsewhere,
+    )
     runner_file, conf, plugin, path = json.loads(probe.stdout)
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     assert Path(runner_file).is_relative_to(site) and Path(plugin).is_relative_to(site)
@@ -161,8 +203,9 @@ def test_installed_scripts_train_remeasure_tabulate_and_report_outside_the_check
     assert (single.parent / "launch.log").exists()
 
     # A two-cell multirun through the ValidatingSweeper plugin (it writes sweep_plan.json).
-    sweep = _run(venv, ["sam-train", "-m", "experiment=demo", *TINY, *where, "optimizer=sgd,sam", "schedule=constant"],
-                 elsewhere)
+    sweep = _run(
+        venv, ["sam-train", "-m", "experiment=demo", *TINY, *where, "optimizer=sgd,sam", "schedule=constant"], elsewhere
+    )
     assert (results / "demo" / "sweep_plan.json").exists(), sweep.stdout + sweep.stderr
     records = [json.loads(p.read_text()) for p in (results / "demo").rglob("result.json")]
     assert sorted(r["optimizer"] for r in records if r["status"] == "completed") == ["sam", "sgd"]
@@ -177,14 +220,30 @@ def test_installed_scripts_train_remeasure_tabulate_and_report_outside_the_check
     _run(venv, ["sam-analysis", str(results)], elsewhere)
     assert (results / "analysis" / "runs.csv").exists() and (results / "analysis" / "tables.md").exists()
 
-    _run(venv, ["sam-sharpness", str(single.parent), "sharpness=worst_linf", "sharpness.worst_linf.examples=32",
-                "sharpness.worst_linf.batch_size=32", "sharpness.worst_linf.iterations=2", "device=cpu"], elsewhere)
+    _run(
+        venv,
+        [
+            "sam-sharpness",
+            str(single.parent),
+            "sharpness=worst_linf",
+            "sharpness.worst_linf.examples=32",
+            "sharpness.worst_linf.batch_size=32",
+            "sharpness.worst_linf.iterations=2",
+            "device=cpu",
+        ],
+        elsewhere,
+    )
     assert json.loads(single.read_text())["sharpness"]["worst_linf"]["value"] >= 0.0
     assert not list(elsewhere.iterdir()), "the scripts wrote into the working directory"
 
     # The installed configs compose exactly as the checkout's launch.py composes them.
     installed = _run(venv, ["sam-train", "experiment=demo", "--cfg", "job"], elsewhere).stdout
-    checkout = subprocess.run([sys.executable, str(REPO / "launch.py"), "experiment=demo", "--cfg", "job"],
-                              cwd=REPO, capture_output=True, text=True, timeout=300)
+    checkout = subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), "experiment=demo", "--cfg", "job"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert checkout.returncode == 0, checkout.stderr
     assert installed == checkout.stdout and "experiment_name: demo" in installed

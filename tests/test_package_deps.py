@@ -52,12 +52,22 @@ def loaded_by(packages: list[str]) -> dict[str, dict[str, set[str]]]:
     The interpreters run side by side, each with the repository first on its path; results are kept
     for the other tests of this file.
     """
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     started = {
-        package: subprocess.Popen([sys.executable, "-c", _PROBE, package], cwd=REPO, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for package in packages if package not in _LOADED
+        package: subprocess.Popen(
+            [sys.executable, "-c", _PROBE, package],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for package in packages
+        if package not in _LOADED
     }
     for package, process in started.items():
         out, err = process.communicate(timeout=300)
@@ -74,8 +84,9 @@ def test_the_project_packages_are_found():
 @pytest.mark.parametrize("stage", ["import", "walk"])
 def test_a_library_loads_no_other_project_package(library, stage):
     loaded = loaded_by(sorted(LIBRARIES))[library][stage]
-    assert loaded & set(PACKAGES) == LIBRARIES[library], f"import {library} ({stage}) loaded " \
-        f"{sorted(loaded & set(PACKAGES) - LIBRARIES[library])}"
+    assert loaded & set(PACKAGES) == LIBRARIES[library], (
+        f"import {library} ({stage}) loaded {sorted(loaded & set(PACKAGES) - LIBRARIES[library])}"
+    )
     assert not loaded & THIRD_PARTY_FORBIDDEN[library], sorted(loaded & THIRD_PARTY_FORBIDDEN[library])
 
 
@@ -122,7 +133,7 @@ def test_the_package_graph_has_no_cycle():
         state[package] = "open"
         for target in sorted(graph.get(package, ())):
             if state.get(target) == "open":
-                pytest.fail(f"import cycle: {' -> '.join([*path[path.index(target):], target])}")
+                pytest.fail(f"import cycle: {' -> '.join([*path[path.index(target) :], target])}")
             if target not in state:
                 visit(target, [*path, target])
         state[package] = "done"

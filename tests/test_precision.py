@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import FAST, REPO
 from hydra import compose, initialize_config_dir
 
 import runner
-from conftest import FAST, REPO
 
 
 def run_cell(overrides: list[str]) -> Path:
@@ -23,8 +23,17 @@ def run_cell(overrides: list[str]) -> Path:
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_low_precision_run_trains_and_records_its_precision(tmp_path, precision):
-    run_dir = run_cell([*FAST, "optimizer=gsam", "train.epochs=4", "dataset.train_size=512", "optimizer.lr=0.05",
-                        f"precision={precision}", f"results_root={tmp_path}"])
+    run_dir = run_cell(
+        [
+            *FAST,
+            "optimizer=gsam",
+            "train.epochs=4",
+            "dataset.train_size=512",
+            "optimizer.lr=0.05",
+            f"precision={precision}",
+            f"results_root={tmp_path}",
+        ]
+    )
     record = json.loads((run_dir / "result.json").read_text())
     assert record["precision"] == precision
     assert record["config"]["precision"] == precision
@@ -37,8 +46,13 @@ def test_low_precision_run_trains_and_records_its_precision(tmp_path, precision)
 def test_compiled_model_trains_like_the_eager_one(tmp_path):
     """`compile=true` wraps the model in torch.compile; SAM's two passes and BN freezing still apply."""
     # Two steps: compiled kernels round differently, and early training amplifies that over many steps.
-    common = [*(arg for arg in FAST if not arg.startswith("sharpness")), "optimizer=sam", "sharpness=none",
-              "train.epochs=1", "train.batch_size=128"]
+    common = [
+        *(arg for arg in FAST if not arg.startswith("sharpness")),
+        "optimizer=sam",
+        "sharpness=none",
+        "train.epochs=1",
+        "train.batch_size=128",
+    ]
     eager = json.loads((run_cell([*common, f"results_root={tmp_path / 'eager'}"]) / "result.json").read_text())
     compiled = json.loads(
         (run_cell([*common, "compile=true", f"results_root={tmp_path / 'compiled'}"]) / "result.json").read_text()

@@ -51,7 +51,11 @@ def repository_files() -> tuple[Path, ...]:
     try:
         listed = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO, capture_output=True, check=True, text=True, timeout=30,
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            text=True,
+            timeout=30,
         ).stdout
     except (OSError, subprocess.SubprocessError) as error:
         pytest.skip(f"not a git checkout with git available ({error})")

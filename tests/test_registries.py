@@ -32,7 +32,7 @@ def option_measures(path: Path) -> dict:
 
 @pytest.mark.parametrize("path", SHARPNESS_OPTIONS, ids=lambda p: p.stem)
 def test_every_sharpness_option_spells_out_exactly_its_kinds_settings(path):
-    (name, settings), = option_measures(path).items()
+    ((name, settings),) = option_measures(path).items()
     assert name == path.stem  # the measure's name is the option's name
     assert settings["kind"] in KINDS
     assert list(settings) == list(defaults(settings["kind"]))  # the same keys, in the records' order
@@ -141,13 +141,16 @@ def test_the_loaders_are_one_tuple():
 # -- the validation layer reads the same registries ------------------------------------------------------
 
 
-@pytest.mark.parametrize("key, registry", [
-    ("dataset.name", "runner.data:DATASETS"),
-    ("dataset.augment", "runner.data:AUGMENTATIONS"),
-    ("dataset.loader", "runner.data:LOADERS"),
-    ("dataset.crop", "runner.data:CROPS"),
-    ("schedule.lr_policy", "runner.schedule:LR_POLICIES"),
-])
+@pytest.mark.parametrize(
+    "key, registry",
+    [
+        ("dataset.name", "runner.data:DATASETS"),
+        ("dataset.augment", "runner.data:AUGMENTATIONS"),
+        ("dataset.loader", "runner.data:LOADERS"),
+        ("dataset.crop", "runner.data:CROPS"),
+        ("schedule.lr_policy", "runner.schedule:LR_POLICIES"),
+    ],
+)
 def test_validation_accepts_exactly_the_registered_values(key, registry):
     import importlib
 

@@ -23,8 +23,10 @@ def records(root: Path) -> dict[Path, dict]:
 def numbers(record: dict) -> dict:
     """What a run computed and the config it computed it with (where it was written left out)."""
     config = {key: value for key, value in record["config"].items() if key not in ("results_root", "run_dir")}
-    return {**{key: record[key] for key in ("test_error", "test_loss", "train_error", "train_loss", "steps")},
-            "config": config}
+    return {
+        **{key: record[key] for key in ("test_error", "test_loss", "train_error", "train_loss", "steps")},
+        "config": config,
+    }
 
 
 def _cell_dir(results_root: Path, args: list[str]) -> Path:
@@ -47,8 +49,14 @@ class _Payload:
 def test_two_launches_of_one_cell_train_it_once(results_root):
     args = [*SLOW_CELL, f"results_root={results_root / 'shared'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not list((results_root / "shared").rglob(".lock")) and time.time() < deadline:
         time.sleep(0.05)
@@ -65,10 +73,23 @@ def test_two_launches_of_one_cell_train_it_once(results_root):
 
 def test_concurrent_launches_with_different_lr_keep_their_own_numbers(results_root):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    runs = {lr: subprocess.Popen([sys.executable, str(REPO / "launch.py"), *SLOW_CELL, f"optimizer.lr={lr}",
-                                  f"results_root={results_root / 'both'}"], cwd=REPO, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for lr in (0.05, 0.1)}
+    runs = {
+        lr: subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "launch.py"),
+                *SLOW_CELL,
+                f"optimizer.lr={lr}",
+                f"results_root={results_root / 'both'}",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for lr in (0.05, 0.1)
+    }
     for process in runs.values():
         assert process.wait(timeout=600) == 0, process.stderr.read()
     found = {r["config"]["optimizer"]["lr"]: r for r in records(results_root / "both").values()}

@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import FAST, REPO, launch
 
 GRID = ["optimizer=sgd,sam,gsam", "schedule=constant,batch,cosine"]
@@ -44,12 +42,20 @@ def test_multirun_of_the_nine_cell_grid(results_root):
         batch = "batch_size=32" if record["schedule"] != "batch" else "increasing_batch_sizes=32-64"
         variant = ",".join(sorted([batch, "epochs=2", "width=8"]))
         assert record["variant"] == variant
-        assert folder == (results_root / "grid" / "synthetic-resnet18" / f"{record['optimizer']}-{record['schedule']}"
-                          / variant / "seed=0")
+        assert folder == (
+            results_root
+            / "grid"
+            / "synthetic-resnet18"
+            / f"{record['optimizer']}-{record['schedule']}"
+            / variant
+            / "seed=0"
+        )
         assert 0.0 <= record["test_error"] <= 100.0
         assert record["sharpness"]["worst_linf"]["value"] >= 0.0
         assert record["config"]["optimizer"]["name"] == record["optimizer"]
-        assert (folder / "model.pt").exists() and (folder / "metrics.csv").exists() and (folder / "config.yaml").exists()
+        assert (
+            (folder / "model.pt").exists() and (folder / "metrics.csv").exists() and (folder / "config.yaml").exists()
+        )
         assert not (folder / "checkpoint.pt").exists()
     # The increasing-batch cell changed its batch size between stages, and metrics.csv shows it.
     (sam_batch,) = [f for f, r in found.items() if (r["optimizer"], r["schedule"]) == ("sam", "batch")]
@@ -75,14 +81,26 @@ def test_same_seed_same_result(results_root):
 
 def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(results_root):
     # Long enough epochs that the kill lands inside one.
-    args = [*FAST, "optimizer=sam", "schedule=batch", "dataset.train_size=2048", "model.width=16",
-            "train.epochs=4", "train.increasing_batch_sizes=[16,32]"]
+    args = [
+        *FAST,
+        "optimizer=sam",
+        "schedule=batch",
+        "dataset.train_size=2048",
+        "model.width=16",
+        "train.epochs=4",
+        "train.increasing_batch_sizes=[16,32]",
+    ]
     reference_root, killed_root = results_root / "reference", results_root / "killed"
     launch([*args, f"results_root={reference_root}"], check=True)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args, f"results_root={killed_root}"],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), *args, f"results_root={killed_root}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     cell = "epochs=4,increasing_batch_sizes=16-32,train_size=2048,width=16"
     checkpoint = killed_root / "adhoc" / "synthetic-resnet18" / "sam-batch" / cell / "seed=0" / "checkpoint.pt"
     deadline = time.time() + 300

@@ -61,8 +61,19 @@ def _crafted_files(folder: Path, target: Path) -> dict[str, Path]:
             files[path.parent.name] = path
         path = folder / f"zip-{name}" / ckpt.CHECKPOINT_FILE  # torch's own zip format, payload in data.pkl
         path.parent.mkdir(parents=True)
-        torch.save({"model": {}, "optimizer": {}, "epoch": 1, "step": 1, "wall_time_s": 0.0, "metrics": [],
-                    "rng": {}, "config": {"note": payload}}, path)
+        torch.save(
+            {
+                "model": {},
+                "optimizer": {},
+                "epoch": 1,
+                "step": 1,
+                "wall_time_s": 0.0,
+                "metrics": [],
+                "rng": {},
+                "config": {"note": payload},
+            },
+            path,
+        )
         files[path.parent.name] = path
     return files
 
@@ -103,8 +114,13 @@ def test_refusal_names_the_foreign_function(tmp_path: Path) -> None:
 
 def _saved(run_dir: Path) -> tuple[Path, nn.Module, torch.optim.Optimizer]:
     model, optimizer = _model_and_optimizer()
-    path = ckpt.save_checkpoint(run_dir, model, optimizer, Progress(3, 30, 1.5, [{"epoch": 1, "lr": np.float64(0.1)}]),
-                                {"seed": 0, "model": {"name": "resnet18"}, "stages": [32, 64]})
+    path = ckpt.save_checkpoint(
+        run_dir,
+        model,
+        optimizer,
+        Progress(3, 30, 1.5, [{"epoch": 1, "lr": np.float64(0.1)}]),
+        {"seed": 0, "model": {"name": "resnet18"}, "stages": [32, 64]},
+    )
     return path, model, optimizer
 
 
@@ -156,10 +172,20 @@ def test_round_trip_restores_every_rng_and_state_exactly(tmp_path: Path) -> None
     model, optimizer = _model_and_optimizer()
     _seed_and_draw()
     saved_states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    path = ckpt.save_checkpoint(tmp_path, model, optimizer, Progress(3, 30, 1.5, [{"epoch": 1, "lr": np.float64(0.1)}]),
-                                {"seed": 0, "model": {"name": "resnet18"}, "stages": [32, 64]})
-    expected_draws = (random.random(), random.gauss(0, 1), np.random.rand(5), np.random.standard_normal(),
-                      torch.rand(5))
+    path = ckpt.save_checkpoint(
+        tmp_path,
+        model,
+        optimizer,
+        Progress(3, 30, 1.5, [{"epoch": 1, "lr": np.float64(0.1)}]),
+        {"seed": 0, "model": {"name": "resnet18"}, "stages": [32, 64]},
+    )
+    expected_draws = (
+        random.random(),
+        random.gauss(0, 1),
+        np.random.rand(5),
+        np.random.standard_normal(),
+        torch.rand(5),
+    )
 
     state = torch.load(path, weights_only=True)  # the format itself needs nothing but weights-only loading
     assert state["config"] == {"seed": 0, "model": {"name": "resnet18"}, "stages": [32, 64]}
@@ -214,8 +240,9 @@ def test_a_foreign_target_is_refused_and_never_called(tmp_path: Path) -> None:
     config = {"name": "resnet18", "_target_": "io.open", "file": str(target), "mode": "w"}
     with pytest.raises(ValueError) as caught:
         build_model(config)
-    assert str(caught.value) == ("model._target_='io.open' is not the constructor of model.name='resnet18' "
-                                 "(runner.models.cifar_resnet18)")
+    assert str(caught.value) == (
+        "model._target_='io.open' is not the constructor of model.name='resnet18' (runner.models.cifar_resnet18)"
+    )
     assert model_problems(config)[1:] == [
         "model.file is not an argument of runner.models.cifar_resnet18 (valid: num_classes, width, in_channels)",
         "model.mode is not an argument of runner.models.cifar_resnet18 (valid: num_classes, width, in_channels)",
@@ -226,16 +253,25 @@ def test_a_foreign_target_is_refused_and_never_called(tmp_path: Path) -> None:
     assert not target.exists()
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"name": "foo", "_target_": "runner.models.cifar_resnet18"},
-     "model.name='foo' must be one of resnet18, wrn28_10, resnet50, vit_tiny, vit_small"),
-    ({"_target_": "runner.models.cifar_resnet18"}, "model.name=None must be one of resnet18, "),
-    ({"name": "resnet18", "_target_": "runner.models.vit"},
-     "model._target_='runner.models.vit' is not the constructor of model.name='resnet18' "
-     "(runner.models.cifar_resnet18)"),
-    ({"name": "wrn28_10", "_target_": "runner.models.wide_resnet", "_partial_": True},
-     "model._partial_ is not an argument of runner.models.wide_resnet"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"name": "foo", "_target_": "runner.models.cifar_resnet18"},
+            "model.name='foo' must be one of resnet18, wrn28_10, resnet50, vit_tiny, vit_small",
+        ),
+        ({"_target_": "runner.models.cifar_resnet18"}, "model.name=None must be one of resnet18, "),
+        (
+            {"name": "resnet18", "_target_": "runner.models.vit"},
+            "model._target_='runner.models.vit' is not the constructor of model.name='resnet18' "
+            "(runner.models.cifar_resnet18)",
+        ),
+        (
+            {"name": "wrn28_10", "_target_": "runner.models.wide_resnet", "_partial_": True},
+            "model._partial_ is not an argument of runner.models.wide_resnet",
+        ),
+    ],
+)
 def test_names_and_targets_outside_the_registry_are_refused(config: dict, message: str) -> None:
     from runner.models import build_model, model_problems
 
@@ -249,9 +285,11 @@ def test_registered_models_build_with_or_without_a_target() -> None:
     from runner.models import build_model
     from runner.models.resnet_cifar import CifarResNet
 
-    for config in ({"name": "resnet18", "_target_": "runner.models.cifar_resnet18", "width": 4},
-                   {"name": "resnet18", "_target_": "runner.models.resnet_cifar.cifar_resnet18", "width": 4},
-                   {"name": "resnet18", "family": "cnn", "width": 4}):
+    for config in (
+        {"name": "resnet18", "_target_": "runner.models.cifar_resnet18", "width": 4},
+        {"name": "resnet18", "_target_": "runner.models.resnet_cifar.cifar_resnet18", "width": 4},
+        {"name": "resnet18", "family": "cnn", "width": 4},
+    ):
         model = build_model(config)
         assert isinstance(model, CifarResNet) and model.eval()(torch.zeros(1, 3, 8, 8)).shape == (1, 10)
 
@@ -265,16 +303,30 @@ def _crafted_run(folder: Path, target: Path, *, in_result: bool) -> Path:
 
     from runner.models import build_model
 
-    good = {"name": "resnet18", "family": "cnn", "_target_": "runner.models.cifar_resnet18", "num_classes": 10,
-            "in_channels": 3, "width": 2}
+    good = {
+        "name": "resnet18",
+        "family": "cnn",
+        "_target_": "runner.models.cifar_resnet18",
+        "num_classes": 10,
+        "in_channels": 3,
+        "width": 2,
+    }
     crafted = {"name": "resnet18", "family": "cnn", "_target_": "io.open", "file": str(target), "mode": "w"}
-    config = {"seed": 0, "model": good if in_result else crafted,
-              "dataset": {"name": "synthetic", "num_classes": 10, "image_size": 8, "channels": 3}}
+    config = {
+        "seed": 0,
+        "model": good if in_result else crafted,
+        "dataset": {"name": "synthetic", "num_classes": 10, "image_size": 8, "channels": 3},
+    }
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
     torch.save(build_model(good).state_dict(), folder / "model.pt")
-    record = {"schema_version": 2, "status": "completed", "seed": 0, "sharpness": {},
-              "config": {**config, "model": crafted if in_result else good}}
+    record = {
+        "schema_version": 2,
+        "status": "completed",
+        "seed": 0,
+        "sharpness": {},
+        "config": {**config, "model": crafted if in_result else good},
+    }
     (folder / "result.json").write_text(json.dumps(record))
     return folder
 
@@ -282,16 +334,24 @@ def _crafted_run(folder: Path, target: Path, *, in_result: bool) -> Path:
 @pytest.mark.parametrize("in_result", [False, True], ids=["config.yaml", "result.json"])
 def test_sharpness_cli_refuses_a_foreign_model_target(tmp_path: Path, in_result: bool) -> None:
     target = tmp_path / "created-by-io-open"
-    folder = _crafted_run(tmp_path / "results" / "exp" / "synthetic-resnet18" / "sam-constant" / "seed=0", target,
-                          in_result=in_result)
+    folder = _crafted_run(
+        tmp_path / "results" / "exp" / "synthetic-resnet18" / "sam-constant" / "seed=0", target, in_result=in_result
+    )
     before = (folder / "result.json").read_text()
-    result = subprocess.run([sys.executable, "-m", "sharpness", str(folder), "sharpness=worst_linf", "device=cpu"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "sharpness", str(folder), "sharpness=worst_linf", "device=cpu"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 2, result.stderr
     assert not target.exists()
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     source = folder.resolve() / ("result.json" if in_result else "config.yaml")
-    assert errors == [f"error: {source}: model._target_='io.open' is not the constructor of model.name='resnet18' "
-                      f"(runner.models.cifar_resnet18); refused, nothing was built from it"], result.stderr
+    assert errors == [
+        f"error: {source}: model._target_='io.open' is not the constructor of model.name='resnet18' "
+        f"(runner.models.cifar_resnet18); refused, nothing was built from it"
+    ], result.stderr
     assert (folder / "result.json").read_text() == before

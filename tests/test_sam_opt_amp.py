@@ -7,10 +7,10 @@ import functools
 
 import pytest
 import torch
+from test_sam_opt_contract import allowing_host_reads, host_reads_forbidden
 from torch import nn
 
 from sam_opt import GSAM, SAM
-from test_sam_opt_contract import allowing_host_reads, host_reads_forbidden
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9)
 

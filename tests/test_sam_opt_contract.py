@@ -136,7 +136,7 @@ def test_per_group_settings_reach_a_prebuilt_base() -> None:
     model = bn_net()
     groups = [{"params": list(model[:2].parameters()), "rho": 0.2}, {"params": list(model[2:].parameters())}]
     base = SGD([{"params": group["params"]} for group in groups])
-    optimizer = SAM(groups, base, rho=0.05)
+    SAM(groups, base, rho=0.05)
     assert [group["rho"] for group in base.param_groups] == [0.2, 0.05]
     with pytest.raises(ValueError, match="same param groups"):
         SAM(groups, SGD(model.parameters()))

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_sam_opt_contract import closure_for
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sam_opt import GSAM, SAM
-from test_sam_opt_contract import closure_for
 
 WORLD_SIZE = 2
 STEPS = 2

@@ -60,15 +60,24 @@ def mlp() -> nn.Module:
 
 
 def convnet() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, stride=2), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
 
 
 def batches(model_name: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
     shape, classes = ((16, 10), 3) if model_name == "mlp" else ((8, 3, 8, 8), 4)
-    return [(torch.randn(shape, generator=generator), torch.randint(0, classes, (shape[0],), generator=generator))
-            for _ in range(STEPS)]
+    return [
+        (torch.randn(shape, generator=generator), torch.randint(0, classes, (shape[0],), generator=generator))
+        for _ in range(STEPS)
+    ]
 
 
 @pytest.fixture(params=["per-tensor", "per-tensor in blocks", "multi-tensor"])
@@ -99,6 +108,7 @@ def train(model: nn.Module, optimizer, model_name: str) -> list[torch.Tensor]:
     """STEPS steps on fixed batches; the losses at w."""
     losses = []
     for x, y in batches(model_name):
+
         def closure() -> torch.Tensor:
             loss = F.cross_entropy(model(x), y)
             loss.backward()
@@ -130,7 +140,8 @@ def test_the_fast_path_takes_the_references_steps(case, base, model_name, kernel
     reference_losses = train(reference_model, build(case, base, reference_model, fast=False), model_name)
     torch.testing.assert_close(torch.stack(fast_losses), torch.stack(reference_losses), rtol=1e-5, atol=1e-6)
     for (name, fast_param), reference_param, start_param in zip(
-            fast_model.named_parameters(), reference_model.parameters(), start.parameters()):
+        fast_model.named_parameters(), reference_model.parameters(), start.parameters()
+    ):
         torch.testing.assert_close(fast_param, reference_param, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
         assert (fast_param - start_param).abs().max() > 1e-3  # it trained: the comparison is not of untouched weights
 
@@ -141,8 +152,11 @@ def test_the_tolerance_tells_the_variants_apart(model_name):
     trained = {}
     for case in ("sam", "gsam", "sam-rho-0"):
         trained[case] = model = new_model(model_name)
-        optimizer = (build(case, "sgd-momentum", model, fast=False) if case != "sam-rho-0" else
-                     ReferenceSAM(model.parameters(), torch.optim.SGD, rho=0.0, **BASES["sgd-momentum"][1]))
+        optimizer = (
+            build(case, "sgd-momentum", model, fast=False)
+            if case != "sam-rho-0"
+            else ReferenceSAM(model.parameters(), torch.optim.SGD, rho=0.0, **BASES["sgd-momentum"][1])
+        )
         train(model, optimizer, model_name)
     for other in ("gsam", "sam-rho-0"):
         gaps = [(a - b).abs().max().item() for a, b in zip(trained["sam"].parameters(), trained[other].parameters())]
@@ -183,11 +197,15 @@ def test_the_worked_example_trains_and_takes_the_references_steps(beta, base, ke
     fast = mixed_sam(fast_model.parameters(), base_class, rho=0.05, beta=beta, **base_kwargs)
     assert all(group["beta"] == beta for group in fast.param_groups)
     fast_losses = train(fast_model, fast, "convnet")
-    reference_losses = train(reference_model, ReferenceMixedSAM(
-        reference_model.parameters(), base_class, rho=0.05, beta=beta, **base_kwargs), "convnet")
+    reference_losses = train(
+        reference_model,
+        ReferenceMixedSAM(reference_model.parameters(), base_class, rho=0.05, beta=beta, **base_kwargs),
+        "convnet",
+    )
     torch.testing.assert_close(torch.stack(fast_losses), torch.stack(reference_losses), rtol=1e-5, atol=1e-6)
     for fast_param, reference_param, start_param in zip(
-            fast_model.parameters(), reference_model.parameters(), start.parameters()):
+        fast_model.parameters(), reference_model.parameters(), start.parameters()
+    ):
         torch.testing.assert_close(fast_param, reference_param, rtol=1e-5, atol=1e-6)
         assert (fast_param - start_param).abs().max() > 1e-3
 

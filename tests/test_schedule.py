@@ -46,8 +46,9 @@ def sam_like_optimizer(rho: float = 0.05) -> torch.optim.Optimizer:
 
 
 def test_warmup_then_policy_and_rho_following_lr():
-    schedule = Schedule([Stage(10, 10)], 100, lr_policy="cosine", warmup_epochs=2, warmup_start_ratio=0.01,
-                        rho_follows_lr=True)
+    schedule = Schedule(
+        [Stage(10, 10)], 100, lr_policy="cosine", warmup_epochs=2, warmup_start_ratio=0.01, rho_follows_lr=True
+    )
     assert schedule.warmup_steps == 20
     assert schedule.lr_factor(0) == pytest.approx(0.01)
     assert schedule.lr_factor(10) == pytest.approx(0.01 + 0.99 * 0.5)
@@ -59,8 +60,9 @@ def test_warmup_then_policy_and_rho_following_lr():
     optimizer = sam_like_optimizer()
     constant_rho.apply(optimizer, 50)
     assert [g["rho"] for g in optimizer.param_groups] == [0.05, 0.05]
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.1 * constant_rho.lr_factor(50),
-                                                                       0.01 * constant_rho.lr_factor(50)])
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(
+        [0.1 * constant_rho.lr_factor(50), 0.01 * constant_rho.lr_factor(50)]
+    )
 
 
 def test_apply_scales_each_group_from_its_initial_values():
@@ -74,8 +76,14 @@ def test_apply_scales_each_group_from_its_initial_values():
 
 
 def test_from_config_reads_every_value_from_the_option():
-    option = {"stages": [{"batch_size": 10, "epochs": 4}], "lr_policy": "linear", "min_lr_ratio": 0.5,
-              "warmup_epochs": 1, "warmup_start_ratio": 0.25, "rho_follows_lr": True}
+    option = {
+        "stages": [{"batch_size": 10, "epochs": 4}],
+        "lr_policy": "linear",
+        "min_lr_ratio": 0.5,
+        "warmup_epochs": 1,
+        "warmup_start_ratio": 0.25,
+        "rho_follows_lr": True,
+    }
     built = Schedule.from_config(option, train_size=100)
     read = (built.lr_policy, built.min_lr_ratio, built.warmup_steps, built.warmup_start_ratio, built.rho_follows_lr)
     assert read == ("linear", 0.5, 10, 0.25, True)

@@ -20,24 +20,43 @@ from runner.remeasure.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 # A small re-measure: 32 synthetic examples in batches of 16, 2 ascent steps.
-QUICK = ["sharpness.worst_linf.examples=32", "sharpness.worst_linf.batch_size=16",
-         "sharpness.worst_linf.iterations=2", "device=cpu"]
+QUICK = [
+    "sharpness.worst_linf.examples=32",
+    "sharpness.worst_linf.batch_size=16",
+    "sharpness.worst_linf.iterations=2",
+    "device=cpu",
+]
 
 
 def write_run(folder: Path, data_dir: Path, seed: int, *, status: str = "completed", weights: bool = True) -> Path:
     """A run folder as the runner leaves it: config.yaml, model.pt, result.json."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["dataset=synthetic", "model.width=2", f"seed={seed}",
-                                           f"data_dir={data_dir}", f"results_root={folder.parent}"])
+        cfg = compose(
+            "config",
+            overrides=[
+                "dataset=synthetic",
+                "model.width=2",
+                f"seed={seed}",
+                f"data_dir={data_dir}",
+                f"results_root={folder.parent}",
+            ],
+        )
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(seed)
     if weights:
         torch.save(build_model(cfg.model).state_dict(), folder / "model.pt")
-    atomic_write_json(folder / "result.json", {
-        "schema_version": 1, "status": status, "seed": seed, "test_error": 50.0,
-        "sharpness": {"earlier": {"value": 1.5, "kind": "worst_case"}}, "error": None,
-    })
+    atomic_write_json(
+        folder / "result.json",
+        {
+            "schema_version": 1,
+            "status": status,
+            "seed": seed,
+            "test_error": 50.0,
+            "sharpness": {"earlier": {"value": 1.5, "kind": "worst_case"}},
+            "error": None,
+        },
+    )
     return folder
 
 
@@ -49,8 +68,9 @@ def runs(tmp_path: Path) -> dict[str, Path]:
         "root": root,
         "a": write_run(root / "exp" / "synthetic-resnet18" / "sgd-constant" / "seed=0", data, 0),
         "b": write_run(root / "exp" / "synthetic-resnet18" / "sam-constant" / "seed=1", data, 1),
-        "failed": write_run(root / "exp" / "synthetic-resnet18" / "gsam-constant" / "seed=0", data, 0,
-                            status="failed", weights=False),
+        "failed": write_run(
+            root / "exp" / "synthetic-resnet18" / "gsam-constant" / "seed=0", data, 0, status="failed", weights=False
+        ),
     }
 
 
@@ -88,23 +108,38 @@ def test_already_measured_runs_are_skipped_unless_forced(runs):
 
 def test_a_glob_selects_runs_and_several_measures_land_under_their_names(runs):
     pattern = str(runs["root"] / "exp" / "*" / "sam-*" / "seed=*")
-    assert main([pattern, "sharpness=[worst_linf,average_linf]", *QUICK,
-                 "sharpness.average_linf.examples=32", "sharpness.average_linf.batch_size=16",
-                 "sharpness.average_linf.samples=1"]) == 0
+    assert (
+        main(
+            [
+                pattern,
+                "sharpness=[worst_linf,average_linf]",
+                *QUICK,
+                "sharpness.average_linf.examples=32",
+                "sharpness.average_linf.batch_size=16",
+                "sharpness.average_linf.samples=1",
+            ]
+        )
+        == 0
+    )
     assert set(record(runs["b"])["sharpness"]) == {"earlier", "worst_linf", "average_linf"}
     assert set(record(runs["a"])["sharpness"]) == {"earlier"}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sharpness=sharpest"], "unknown sharpness measure 'sharpest'; options: average_l2"),
-    (["sharpness.worst_linf.rho=-0.1"], "sharpness.worst_linf.rho=-0.1: must be a finite number >= 0"),
-    (["sharpness.worst_linf.batch_size=64", "sharpness.worst_linf.examples=32"],
-     "batch_size=64: m = batch_size must not exceed examples=32"),
-    (["sharpness.worst_linf.examples=1024"], "examples=1024: the train split has only 256"),
-    (["sharpness.hessian_eig.iterations=3"], "Could not override 'sharpness.hessian_eig.iterations'"),
-    (["dataset.nonsense=1"], "has no key 'dataset.nonsense'"),
-    (["device=gpu"], "device='gpu': expected auto, cpu, cuda"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sharpness=sharpest"], "unknown sharpness measure 'sharpest'; options: average_l2"),
+        (["sharpness.worst_linf.rho=-0.1"], "sharpness.worst_linf.rho=-0.1: must be a finite number >= 0"),
+        (
+            ["sharpness.worst_linf.batch_size=64", "sharpness.worst_linf.examples=32"],
+            "batch_size=64: m = batch_size must not exceed examples=32",
+        ),
+        (["sharpness.worst_linf.examples=1024"], "examples=1024: the train split has only 256"),
+        (["sharpness.hessian_eig.iterations=3"], "Could not override 'sharpness.hessian_eig.iterations'"),
+        (["dataset.nonsense=1"], "has no key 'dataset.nonsense'"),
+        (["device=gpu"], "device='gpu': expected auto, cpu, cuda"),
+    ],
+)
 def test_bad_input_is_one_line_and_changes_nothing(runs, capsys, args, message):
     before = records(runs)
     assert main([str(runs["root"]), *QUICK[:3], *args]) == 2
@@ -160,7 +195,11 @@ def test_multirun_dispatches_one_job_per_run(runs, tmp_path):
 def test_python_dash_m_entry_point_reports_errors(runs):
     result = subprocess.run(
         [sys.executable, "-m", "sharpness", str(runs["root"]), "sharpness=sharpest"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: unknown sharpness measure 'sharpest'")

@@ -26,8 +26,17 @@ def compose_main(overrides: list[str]):
 
 
 def test_the_required_options_exist():
-    assert set(OPTIONS) >= {"worst_linf", "worst_l2", "worst_linf_adaptive", "worst_l2_adaptive", "average_l2",
-                            "average_linf", "hessian_eig", "hessian_trace", "none"}
+    assert set(OPTIONS) >= {
+        "worst_linf",
+        "worst_l2",
+        "worst_linf_adaptive",
+        "worst_l2_adaptive",
+        "average_l2",
+        "average_linf",
+        "hessian_eig",
+        "hessian_trace",
+        "none",
+    }
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -37,12 +46,23 @@ def test_every_option_composes_to_one_valid_measure_named_after_it(option):
 
 
 def test_the_default_is_the_papers_measure():
-    (name, settings), = normalize_all(compose_main([]).sharpness).items()
+    ((name, settings),) = normalize_all(compose_main([]).sharpness).items()
     assert name == "worst_linf"
     assert settings == {
-        "kind": "worst_case", "ball": "linf", "adaptive": False, "rho": 0.0002, "iterations": 20, "restarts": 1,
-        "random_start": False, "examples": 1024, "batch_size": 128, "split": "train", "augment": False,
-        "subset": "random", "seed": 0, "verbose": False,
+        "kind": "worst_case",
+        "ball": "linf",
+        "adaptive": False,
+        "rho": 0.0002,
+        "iterations": 20,
+        "restarts": 1,
+        "random_start": False,
+        "examples": 1024,
+        "batch_size": 128,
+        "split": "train",
+        "augment": False,
+        "subset": "random",
+        "seed": 0,
+        "verbose": False,
     }
 
 
@@ -53,25 +73,28 @@ def test_options_merge_and_override_one_key():
     assert measures["worst_linf"]["rho"] == 0.001
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"kind": "worst_case", "rho": -0.1}, "rho=-0.1: must be a finite number >= 0"),
-    ({"kind": "worst_case", "rho": float("nan")}, "rho=nan"),
-    ({"kind": "sharpest"}, "kind='sharpest': must be one of"),
-    ({"rho": 0.1}, "kind=None"),
-    ({"kind": "worst_case", "rh0": 0.1}, "unknown key(s) ['rh0']"),
-    ({"kind": "worst_case", "ball": "l1"}, "ball='l1'"),
-    ({"kind": "worst_case", "batch_size": 256, "examples": 128}, "batch_size=256: m = batch_size must not exceed"),
-    ({"kind": "worst_case", "examples": 1000}, "examples=1000: must be a multiple of batch_size=128"),
-    ({"kind": "worst_case", "restarts": 3}, "restarts=3: restarts > 1 repeat"),
-    ({"kind": "worst_case", "iterations": 0}, "iterations=0: must be an integer >= 1"),
-    ({"kind": "worst_case", "iterations": 2.5}, "iterations=2.5"),
-    ({"kind": "worst_case", "adaptive": "yes"}, "adaptive='yes': must be true or false"),
-    ({"kind": "worst_case", "split": "val"}, "split='val'"),
-    ({"kind": "worst_case", "split": "test", "augment": True}, "augment=True: augmentation applies"),
-    ({"kind": "hessian_trace", "samples": 1}, "samples=1: must be an integer >= 2"),
-    ({"kind": "hessian_eig", "tolerance": 0}, "tolerance=0"),
-    ({"kind": "hessian_eig", "rho": 0.1}, "unknown key(s) ['rho']"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"kind": "worst_case", "rho": -0.1}, "rho=-0.1: must be a finite number >= 0"),
+        ({"kind": "worst_case", "rho": float("nan")}, "rho=nan"),
+        ({"kind": "sharpest"}, "kind='sharpest': must be one of"),
+        ({"rho": 0.1}, "kind=None"),
+        ({"kind": "worst_case", "rh0": 0.1}, "unknown key(s) ['rh0']"),
+        ({"kind": "worst_case", "ball": "l1"}, "ball='l1'"),
+        ({"kind": "worst_case", "batch_size": 256, "examples": 128}, "batch_size=256: m = batch_size must not exceed"),
+        ({"kind": "worst_case", "examples": 1000}, "examples=1000: must be a multiple of batch_size=128"),
+        ({"kind": "worst_case", "restarts": 3}, "restarts=3: restarts > 1 repeat"),
+        ({"kind": "worst_case", "iterations": 0}, "iterations=0: must be an integer >= 1"),
+        ({"kind": "worst_case", "iterations": 2.5}, "iterations=2.5"),
+        ({"kind": "worst_case", "adaptive": "yes"}, "adaptive='yes': must be true or false"),
+        ({"kind": "worst_case", "split": "val"}, "split='val'"),
+        ({"kind": "worst_case", "split": "test", "augment": True}, "augment=True: augmentation applies"),
+        ({"kind": "hessian_trace", "samples": 1}, "samples=1: must be an integer >= 2"),
+        ({"kind": "hessian_eig", "tolerance": 0}, "tolerance=0"),
+        ({"kind": "hessian_eig", "rho": 0.1}, "unknown key(s) ['rho']"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(settings, message):
     with pytest.raises(ValueError) as caught:
         normalize("m", settings)
@@ -86,8 +109,11 @@ def test_hessian_batches_only_bound_memory():
 
 def test_config_problems_check_the_dataset_size():
     dataset = {"train_size": 256, "test_size": 128}
-    measures = {"w": {"kind": "worst_case", "examples": 512}, "t": {"kind": "worst_case", "split": "test",
-                                                                   "examples": 128}, "bad": {"kind": "x"}}
+    measures = {
+        "w": {"kind": "worst_case", "examples": 512},
+        "t": {"kind": "worst_case", "split": "test", "examples": 128},
+        "bad": {"kind": "x"},
+    }
     found = config_problems(measures, dataset)
     assert len(found) == 2
     assert "sharpness.w.examples=512: the train split has only 256" in found[0]
@@ -95,6 +121,7 @@ def test_config_problems_check_the_dataset_size():
 
 
 # -- measure_all on the synthetic dataset ------------------------------------------------------------
+
 
 @pytest.fixture
 def synthetic(tmp_path):
@@ -105,15 +132,28 @@ def synthetic(tmp_path):
 
 def tiny_classifier() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 4),
+    ).eval()
 
 
 SMALL = {
     "worst": {"kind": "worst_case", "rho": 0.01, "iterations": 3, "examples": 64, "batch_size": 32},
     "trace": {"kind": "hessian_trace", "samples": 2, "examples": 64, "batch_size": 32},
-    "noise": {"kind": "average_case", "rho": 0.01, "samples": 2, "examples": 64, "batch_size": 32,
-              "augment": True, "subset": "first"},
+    "noise": {
+        "kind": "average_case",
+        "rho": 0.01,
+        "samples": 2,
+        "examples": 64,
+        "batch_size": 32,
+        "augment": True,
+        "subset": "first",
+    },
 }
 
 

@@ -79,8 +79,16 @@ def test_worst_case_l2_adaptive_is_half_rho_squared_lambda_max_of_dhd(quadratic)
 def test_worst_case_linf_is_the_best_vertex(quadratic, adaptive):
     radii = RHO * (quadratic.centre.abs() if adaptive else torch.ones(6))
     expected = vertex_maximum(quadratic.hessian, radii)
-    result = run(quadratic, kind="worst_case", ball="linf", adaptive=adaptive, rho=RHO, iterations=50,
-                 restarts=5, random_start=True)
+    result = run(
+        quadratic,
+        kind="worst_case",
+        ball="linf",
+        adaptive=adaptive,
+        rho=RHO,
+        iterations=50,
+        restarts=5,
+        random_start=True,
+    )
     assert result.value == pytest.approx(expected, rel=1e-4)
     assert result.value <= expected * (1 + 1e-5)  # never outside the ball
 
@@ -128,11 +136,16 @@ def test_checkpoints_follow_the_auto_pgd_schedule():
 
 # -- a small network ------------------------------------------------------------------------------
 
+
 def small_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, 4),
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(24, 4),
     )
     net.train()
     with torch.no_grad():  # give BatchNorm running statistics that differ from the defaults
@@ -142,15 +155,20 @@ def small_net(seed: int = 0) -> nn.Module:
 
 def small_batches(count: int = 2, size: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
-    return [(torch.randn(size, 3, 8, 8, generator=generator), torch.randint(0, 4, (size,), generator=generator))
-            for _ in range(count)]
+    return [
+        (torch.randn(size, 3, 8, 8, generator=generator), torch.randint(0, 4, (size,), generator=generator))
+        for _ in range(count)
+    ]
 
 
-@pytest.mark.parametrize("kind, extra", [
-    ("worst_case", {"ball": "linf", "iterations": 3}),
-    ("worst_case", {"ball": "l2", "adaptive": True, "iterations": 3, "random_start": True}),
-    ("average_case", {"ball": "l2"}),
-])
+@pytest.mark.parametrize(
+    "kind, extra",
+    [
+        ("worst_case", {"ball": "linf", "iterations": 3}),
+        ("worst_case", {"ball": "l2", "adaptive": True, "iterations": 3, "random_start": True}),
+        ("average_case", {"ball": "l2"}),
+    ],
+)
 def test_rho_zero_gives_zero(kind, extra):
     result = sharpness.measure(small_net(), small_batches(), {"kind": kind, "rho": 0.0, **extra})
     assert result.value == 0.0
@@ -161,8 +179,10 @@ def test_rho_zero_gives_zero(kind, extra):
 def test_worst_case_grows_with_rho(ball):
     net, batches = small_net(), small_batches()
     radii = [1e-3, 4e-3, 1.6e-2] if ball == "linf" else [0.02, 0.08, 0.32]
-    values = [sharpness.measure(net, batches, {"kind": "worst_case", "ball": ball, "rho": rho, "iterations": 5}).value
-              for rho in radii]
+    values = [
+        sharpness.measure(net, batches, {"kind": "worst_case", "ball": ball, "rho": rho, "iterations": 5}).value
+        for rho in radii
+    ]
     assert 0 < values[0] < values[1] < values[2]
 
 
@@ -174,8 +194,9 @@ def test_worst_case_is_at_least_average_case_at_the_same_radius():
 
 
 def test_outputs_of_a_worst_case_record():
-    result = sharpness.measure(small_net(), small_batches(), {"kind": "worst_case", "rho": 0.01, "iterations": 3},
-                               name="mine")
+    result = sharpness.measure(
+        small_net(), small_batches(), {"kind": "worst_case", "rho": 0.01, "iterations": 3}, name="mine"
+    )
     record = result.record()
     assert result.name == "mine"
     assert list(record)[0] == "value" and record["value"] == result.value

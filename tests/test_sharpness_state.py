@@ -15,8 +15,15 @@ from sharpness.precision import float32_exact, precision_state
 
 MEASURES = {
     "worst_linf": {"kind": "worst_case", "ball": "linf", "rho": 0.01, "iterations": 4},
-    "worst_l2_adaptive_random": {"kind": "worst_case", "ball": "l2", "adaptive": True, "rho": 0.5,
-                                 "iterations": 4, "restarts": 2, "random_start": True},
+    "worst_l2_adaptive_random": {
+        "kind": "worst_case",
+        "ball": "l2",
+        "adaptive": True,
+        "rho": 0.5,
+        "iterations": 4,
+        "restarts": 2,
+        "random_start": True,
+    },
     "average_linf": {"kind": "average_case", "ball": "linf", "rho": 0.01, "samples": 3},
     "hessian_eig": {"kind": "hessian_eig", "iterations": 3},
     "hessian_trace": {"kind": "hessian_trace", "samples": 3},
@@ -26,8 +33,13 @@ MEASURES = {
 def net_with_batchnorm_and_dropout() -> nn.Module:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.5),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, 4),
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(24, 4),
     )
     net.train()
     with torch.no_grad():
@@ -37,8 +49,10 @@ def net_with_batchnorm_and_dropout() -> nn.Module:
 
 def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
-    return [(torch.randn(16, 3, 8, 8, generator=generator), torch.randint(0, 4, (16,), generator=generator))
-            for _ in range(2)]
+    return [
+        (torch.randn(16, 3, 8, 8, generator=generator), torch.randint(0, 4, (16,), generator=generator))
+        for _ in range(2)
+    ]
 
 
 def snapshot(model: nn.Module) -> dict:
@@ -174,8 +188,10 @@ def test_wrappers_are_measured_through_the_plain_module():
     wrapped = nn.DataParallel(model)
     assert unwrap(wrapped) is model
     before = snapshot(model)
-    assert sharpness.measure(wrapped, batches(), MEASURES["worst_linf"]).value == \
-        sharpness.measure(model, batches(), MEASURES["worst_linf"]).value
+    assert (
+        sharpness.measure(wrapped, batches(), MEASURES["worst_linf"]).value
+        == sharpness.measure(model, batches(), MEASURES["worst_linf"]).value
+    )
     assert_same(before, snapshot(model))
     assert not is_channels_last(model)
     assert is_channels_last(model.to(memory_format=torch.channels_last))

@@ -12,23 +12,33 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import FAST, REPO, launch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from conftest import FAST, REPO, launch
-
 SUMMARY_CALLBACK = "++hydra.callbacks.sweep_summary._target_=runner.sweep_summary.SweepSummary"
-CLUSTER_VARIABLES = ("SAM_SLURM_PARTITION", "SAM_SLURM_ACCOUNT", "SAM_SLURM_QOS", "SAM_SLURM_CONSTRAINT",
-                     "SAM_SLURM_TIMEOUT_MIN", "SAM_SLURM_CPUS_PER_TASK", "SAM_SLURM_MEM_GB",
-                     "SAM_SLURM_ARRAY_PARALLELISM", "SAM_SLURM_SETUP")
+CLUSTER_VARIABLES = (
+    "SAM_SLURM_PARTITION",
+    "SAM_SLURM_ACCOUNT",
+    "SAM_SLURM_QOS",
+    "SAM_SLURM_CONSTRAINT",
+    "SAM_SLURM_TIMEOUT_MIN",
+    "SAM_SLURM_CPUS_PER_TASK",
+    "SAM_SLURM_MEM_GB",
+    "SAM_SLURM_ARRAY_PARALLELISM",
+    "SAM_SLURM_SETUP",
+)
 
 
 def _launcher(name: str, *overrides: str, results_root: str = "/results") -> dict:
     """hydra.launcher of the composed config, resolved as the launcher sees it."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"hydra/launcher={name}", f"results_root={results_root}", *overrides],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[f"hydra/launcher={name}", f"results_root={results_root}", *overrides],
+            return_hydra_config=True,
+        )
         HydraConfig.instance().set_config(cfg)
         return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
 
@@ -54,9 +64,15 @@ def test_slurm_preset_defaults(clean_env):
 
 
 def test_slurm_preset_reads_the_cluster_from_the_environment(clean_env):
-    for name, value in {"SAM_SLURM_PARTITION": "gpu", "SAM_SLURM_ACCOUNT": "proj42", "SAM_SLURM_QOS": "high",
-                        "SAM_SLURM_TIMEOUT_MIN": "240", "SAM_SLURM_CPUS_PER_TASK": "16", "SAM_SLURM_MEM_GB": "64",
-                        "SAM_SLURM_SETUP": "module load cuda/12"}.items():
+    for name, value in {
+        "SAM_SLURM_PARTITION": "gpu",
+        "SAM_SLURM_ACCOUNT": "proj42",
+        "SAM_SLURM_QOS": "high",
+        "SAM_SLURM_TIMEOUT_MIN": "240",
+        "SAM_SLURM_CPUS_PER_TASK": "16",
+        "SAM_SLURM_MEM_GB": "64",
+        "SAM_SLURM_SETUP": "module load cuda/12",
+    }.items():
         clean_env.setenv(name, value)
     launcher = _launcher("slurm", "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4")
     assert (launcher["partition"], launcher["account"], launcher["qos"]) == ("gpu", "proj42", "high")
@@ -72,15 +88,27 @@ def test_slurm_preset_makes_the_sbatch_script(clean_env, monkeypatch):
     monkeypatch.setenv("SAM_SLURM_ACCOUNT", "proj42")
     launcher = _launcher("slurm", "hydra.launcher.partition=gpu")
     script = _make_sbatch_string(
-        command="python -m submitit.core._submit .", folder="/results/adhoc/.submitit/%j",
-        partition=launcher["partition"], account=launcher["account"], qos=launcher["qos"],
-        time=launcher["timeout_min"], gpus_per_node=launcher["gpus_per_node"],
-        ntasks_per_node=launcher["tasks_per_node"], cpus_per_task=launcher["cpus_per_task"],
-        signal_delay_s=launcher["signal_delay_s"], setup=launcher["setup"],
+        command="python -m submitit.core._submit .",
+        folder="/results/adhoc/.submitit/%j",
+        partition=launcher["partition"],
+        account=launcher["account"],
+        qos=launcher["qos"],
+        time=launcher["timeout_min"],
+        gpus_per_node=launcher["gpus_per_node"],
+        ntasks_per_node=launcher["tasks_per_node"],
+        cpus_per_task=launcher["cpus_per_task"],
+        signal_delay_s=launcher["signal_delay_s"],
+        setup=launcher["setup"],
         additional_parameters=launcher["additional_parameters"],
     )
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=proj42", "#SBATCH --requeue",
-                 "#SBATCH --gpus-per-node=1", "#SBATCH --signal=USR2@120", "#SBATCH --time=1440"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=proj42",
+        "#SBATCH --requeue",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --signal=USR2@120",
+        "#SBATCH --time=1440",
+    ):
         assert line in script.splitlines(), script
     assert "--qos" not in script  # unset values leave no flag behind
     assert "export OMP_NUM_THREADS=$(( SLURM_CPUS_PER_TASK > 0 ? SLURM_CPUS_PER_TASK : 1 ))" in script

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from runner import status as st
 
 EPOCHS = 5
@@ -43,14 +43,26 @@ def _metrics(walls: list[float], batch_size: int = 32) -> str:
 
 def _config(epochs: int = EPOCHS) -> str:
     # As runner.run writes it: the resolved config, plain YAML.
-    return (f"experiment_name: demo\nseed: 0\ntrain:\n  epochs: {epochs}\n  batch_size: 32\n"
-            f"schedule:\n  name: constant\n")
+    return (
+        f"experiment_name: demo\nseed: 0\ntrain:\n  epochs: {epochs}\n  batch_size: 32\nschedule:\n  name: constant\n"
+    )
 
 
 def _result(status: str, **extra) -> str:
-    record = {"schema_version": 2, "status": status, "epochs": EPOCHS, "wall_time_s": 50.0,
-              "test_error": 6.5, "test_loss": 0.25, "train_error": 0.5, "train_loss": 0.02,
-              "variant": "", "variant_values": {}, "error": None, **extra}
+    record = {
+        "schema_version": 2,
+        "status": status,
+        "epochs": EPOCHS,
+        "wall_time_s": 50.0,
+        "test_error": 6.5,
+        "test_loss": 0.25,
+        "train_error": 0.5,
+        "train_loss": 0.02,
+        "variant": "",
+        "variant_values": {},
+        "error": None,
+        **extra,
+    }
     return json.dumps(record)
 
 
@@ -68,19 +80,42 @@ def _dead_pid() -> int:
 
 
 def _lock(pid: int, host: str | None = None, job: str | None = None) -> str:
-    return json.dumps({"host": host or socket.gethostname(), "pid": pid, "slurm_job_id": job,
-                       "started": time.time() - 30})
+    return json.dumps(
+        {"host": host or socket.gethostname(), "pid": pid, "slurm_job_id": job, "started": time.time() - 30}
+    )
 
 
-def _plan(sweep: Path, cells: list[tuple[str, int | None, str]], launcher: str = "basic",
-          sweep_id: str = "20261202-150102-ab12cd34", created: float | None = None) -> None:
-    _write(sweep / "sweep_plan.json", json.dumps({
-        "schema_version": 1, "sweep_id": sweep_id, "created": created or time.time() - 600,
-        "launcher": launcher, "sweep_dir": str(sweep),
-        "cells": [{"index": i, "job_num": job_num, "run_dir": str(sweep / cell), "cell": cell,
-                   "overrides": [], "variant": "", "action": action}
-                  for i, (cell, job_num, action) in enumerate(cells)],
-    }))
+def _plan(
+    sweep: Path,
+    cells: list[tuple[str, int | None, str]],
+    launcher: str = "basic",
+    sweep_id: str = "20261202-150102-ab12cd34",
+    created: float | None = None,
+) -> None:
+    _write(
+        sweep / "sweep_plan.json",
+        json.dumps(
+            {
+                "schema_version": 1,
+                "sweep_id": sweep_id,
+                "created": created or time.time() - 600,
+                "launcher": launcher,
+                "sweep_dir": str(sweep),
+                "cells": [
+                    {
+                        "index": i,
+                        "job_num": job_num,
+                        "run_dir": str(sweep / cell),
+                        "cell": cell,
+                        "overrides": [],
+                        "variant": "",
+                        "action": action,
+                    }
+                    for i, (cell, job_num, action) in enumerate(cells)
+                ],
+            }
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +123,17 @@ def sweep(tmp_path_factory) -> Path:
     """A sweep of six cells: completed, failed, running (live lock), unfinished, stale lock, not started."""
     sweep = tmp_path_factory.mktemp("results") / "demo"
     old = time.time() - 300
-    _plan(sweep, [(COMPLETED, None, "skip-finished"), (FAILED, 0, "launch"), (RUNNING, 1, "launch"),
-                  (UNFINISHED, 2, "launch"), (STALE_LOCK, 3, "launch"), (PENDING, 4, "launch")])
+    _plan(
+        sweep,
+        [
+            (COMPLETED, None, "skip-finished"),
+            (FAILED, 0, "launch"),
+            (RUNNING, 1, "launch"),
+            (UNFINISHED, 2, "launch"),
+            (STALE_LOCK, 3, "launch"),
+            (PENDING, 4, "launch"),
+        ],
+    )
 
     cell = sweep / COMPLETED
     _write(cell / "config.yaml", _config(), old)
@@ -100,8 +144,7 @@ def sweep(tmp_path_factory) -> Path:
     _write(cell / "config.yaml", _config(), old)
     _write(cell / "metrics.csv", _metrics([12.0]), old)
     _write(cell / "checkpoint.pt", "not a checkpoint: runner.status must never load it", old)
-    _write(cell / "result.json", _result("failed", error="RuntimeError: CUDA error: an illegal memory access"),
-           old + 5)
+    _write(cell / "result.json", _result("failed", error="RuntimeError: CUDA error: an illegal memory access"), old + 5)
 
     cell = sweep / RUNNING  # 2 of 5 epochs of 10 s each, the last one written just now
     _write(cell / "config.yaml", _config(), old)
@@ -125,8 +168,9 @@ def sweep(tmp_path_factory) -> Path:
 
 def _status(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "100", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "runner.status", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "runner.status", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _rows(table: str) -> dict[str, list[str]]:
@@ -144,8 +188,14 @@ def test_the_table_shows_every_state_and_epoch(sweep):
     assert done.returncode == 0, done.stderr
     rows = _rows(done.stdout)
     assert set(rows) == {COMPLETED, FAILED, RUNNING, UNFINISHED, STALE_LOCK, PENDING}, done.stdout
-    expected = {COMPLETED: ("completed", "5/5"), FAILED: ("failed", "1/5"), RUNNING: ("running", "2/5"),
-                UNFINISHED: ("unfinished", "3/5"), STALE_LOCK: ("unfinished", "1/5"), PENDING: ("pending", "-")}
+    expected = {
+        COMPLETED: ("completed", "5/5"),
+        FAILED: ("failed", "1/5"),
+        RUNNING: ("running", "2/5"),
+        UNFINISHED: ("unfinished", "3/5"),
+        STALE_LOCK: ("unfinished", "1/5"),
+        PENDING: ("pending", "-"),
+    }
     for cell, (state, epoch) in expected.items():
         assert rows[cell][1:3] == [state, epoch], (cell, rows[cell])
     # The running cell's last train error (20 / 2) and last tested error (40 / 2); the completed one's record.
@@ -163,8 +213,13 @@ def test_json_gives_states_epochs_and_eta(sweep):
     status = json.loads(done.stdout)
     cells = {c["cell"]: c for c in status["cells"]}
     assert {cell: c["state"] for cell, c in cells.items()} == {
-        COMPLETED: "completed", FAILED: "failed", RUNNING: "running", UNFINISHED: "unfinished",
-        STALE_LOCK: "unfinished", PENDING: "pending"}
+        COMPLETED: "completed",
+        FAILED: "failed",
+        RUNNING: "running",
+        UNFINISHED: "unfinished",
+        STALE_LOCK: "unfinished",
+        PENDING: "pending",
+    }
     running = cells[RUNNING]
     assert (running["epoch"], running["epochs"]) == (2, EPOCHS)
     assert running["train_loss"] == pytest.approx(0.25) and running["test_error"] == pytest.approx(20.0)
@@ -178,8 +233,15 @@ def test_json_gives_states_epochs_and_eta(sweep):
     assert cells[PENDING]["eta_s"] == pytest.approx(48.0) and cells[PENDING]["eta_estimated"]
     assert cells[COMPLETED]["action"] == "skip-finished" and cells[COMPLETED]["job_num"] is None
     assert cells[FAILED]["error"].startswith("RuntimeError")
-    assert status["counts"] == {"running": 1, "busy": 0, "pending": 1, "unfinished": 2, "completed": 1,
-                                "failed": 1, "diverged": 0}
+    assert status["counts"] == {
+        "running": 1,
+        "busy": 0,
+        "pending": 1,
+        "unfinished": 2,
+        "completed": 1,
+        "failed": 1,
+        "diverged": 0,
+    }
     # One worker: the running cell's rest, then the pending cell.
     assert status["eta_s"] == pytest.approx(running["eta_s"] + 48.0)
     assert status["plan"]["sweep_id"] == "20261202-150102-ab12cd34" and status["scheduler"] is False
@@ -208,7 +270,9 @@ def test_a_copied_sweep_folder_finds_its_cells_by_their_relative_path(tmp_path):
     _write(sweep / COMPLETED / "result.json", _result("completed"))
     status = st.collect(sweep)
     assert [(c["cell"], c["state"], c["in_plan"]) for c in status["cells"]] == [
-        (COMPLETED, "completed", True), (PENDING, "pending", True)]
+        (COMPLETED, "completed", True),
+        (PENDING, "pending", True),
+    ]
 
 
 def test_a_folder_without_a_plan_finds_its_cells(tmp_path, capsys):
@@ -233,10 +297,13 @@ def test_a_folder_without_a_plan_finds_its_cells(tmp_path, capsys):
     assert [(c["cell"], c["state"]) for c in status["cells"]] == [(".", "completed")]
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda tmp: tmp / "does_not_exist", "does not exist"),
-    (lambda tmp: tmp, "is not a sweep folder"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: tmp / "does_not_exist", "does not exist"),
+        (lambda tmp: tmp, "is not a sweep folder"),
+    ],
+)
 def test_bad_folders_exit_2_with_one_line(tmp_path, capsys, make, message):
     assert st.main([str(make(tmp_path))]) == 2
     captured = capsys.readouterr()
@@ -247,7 +314,8 @@ def test_a_nonexistent_folder_from_the_command_line(tmp_path):
     done = _status(str(tmp_path / "nope"))
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        f"runner.status: {tmp_path / 'nope'} does not exist; give a sweep folder such as results/<experiment_name>"]
+        f"runner.status: {tmp_path / 'nope'} does not exist; give a sweep folder such as results/<experiment_name>"
+    ]
 
 
 @pytest.mark.parametrize("args", [["--watch", "0"], ["--watch", "soon"], ["--json", "--watch"], []])
@@ -267,8 +335,13 @@ def test_a_broken_plan_is_named(tmp_path, capsys):
 def test_watch_redraws_until_ctrl_c(sweep, tmp_path):
     out = tmp_path / "out.txt"
     with open(out, "w") as handle:
-        child = subprocess.Popen([sys.executable, "-m", "runner.status", str(sweep), "--watch", "0.2"], cwd=REPO,
-                                 stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "100"})
+        child = subprocess.Popen(
+            [sys.executable, "-m", "runner.status", str(sweep), "--watch", "0.2"],
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "100"},
+        )
         deadline = time.time() + 120
         while out.read_text().count("6 cells:") < 2 and time.time() < deadline:
             time.sleep(0.1)
@@ -302,25 +375,45 @@ def test_slurm_cells_map_to_the_newest_array_and_its_states(tmp_path):
     sweep = tmp_path / "demo"
     created = time.time() - 120
     cells = [f"digits-resnet18/{opt}/seed=0" for opt in ("sgd-constant", "sam-constant", "gsam-constant", "sgd-batch")]
-    _plan(sweep, [(cells[0], 0, "launch"), (cells[1], 1, "launch"), (cells[2], 2, "launch"),
-                  (cells[3], 3, "launch")], launcher="slurm", created=created)  # hydra/launcher=slurm
-    for name, mtime in (("100_0", created - 3600), ("100_1", created - 3600), ("205_0", None), ("205_1", None),
-                        ("205_2", None), ("205_3", None)):
+    _plan(
+        sweep,
+        [(cells[0], 0, "launch"), (cells[1], 1, "launch"), (cells[2], 2, "launch"), (cells[3], 3, "launch")],
+        launcher="slurm",
+        created=created,
+    )  # hydra/launcher=slurm
+    for name, mtime in (
+        ("100_0", created - 3600),
+        ("100_1", created - 3600),
+        ("205_0", None),
+        ("205_1", None),
+        ("205_2", None),
+        ("205_3", None),
+    ):
         (sweep / ".submitit" / name).mkdir(parents=True)
         if mtime:
             os.utime(sweep / ".submitit" / name, (mtime, mtime))
     # Job 1 started and recorded its id; it writes no lock (a run from before lock files).
-    _write(sweep / ".outcomes" / "20261202-150102-ab12cd34" / "1.json",
-           json.dumps({"status": "unfinished", "job_id": "205_1", "job_num": 1, "run_dir": str(sweep / cells[1])}))
+    _write(
+        sweep / ".outcomes" / "20261202-150102-ab12cd34" / "1.json",
+        json.dumps({"status": "unfinished", "job_id": "205_1", "job_num": 1, "run_dir": str(sweep / cells[1])}),
+    )
     _write(sweep / cells[1] / "checkpoint.pt", "x")
     _write(sweep / cells[1] / "metrics.csv", _metrics([30.0]))
     _write(sweep / cells[2] / "checkpoint.pt", "x")  # its job was cancelled: nobody works on it
     # Job 3 found its cell held by a job on another node, which the scheduler says still runs.
     _write(sweep / cells[3] / ".lock", _lock(12345, host="node-elsewhere", job="300"))
-    _write(sweep / ".outcomes" / "20261202-150102-ab12cd34" / "3.json",
-           json.dumps({"status": "busy", "job_id": "205_3", "job_num": 3, "run_dir": str(sweep / cells[3])}))
-    answers = {"205_0": "PENDING", "205_1": "RUNNING", "205_2": "CANCELLED", "205_3": "COMPLETED",
-               "300": "RUNNING", "100_0": "RUNNING"}
+    _write(
+        sweep / ".outcomes" / "20261202-150102-ab12cd34" / "3.json",
+        json.dumps({"status": "busy", "job_id": "205_3", "job_num": 3, "run_dir": str(sweep / cells[3])}),
+    )
+    answers = {
+        "205_0": "PENDING",
+        "205_1": "RUNNING",
+        "205_2": "CANCELLED",
+        "205_3": "COMPLETED",
+        "300": "RUNNING",
+        "100_0": "RUNNING",
+    }
     asked: list[str] = []
 
     def scheduler(ids):
@@ -331,8 +424,11 @@ def test_slurm_cells_map_to_the_newest_array_and_its_states(tmp_path):
     rows = {c["cell"]: c for c in status["cells"]}
     assert sorted(asked) == ["205_0", "205_1", "205_2", "205_3", "300"]  # never the old array
     assert [(rows[c]["state"], rows[c]["job_id"], rows[c]["scheduler_state"]) for c in cells] == [
-        ("pending", "205_0", "PENDING"), ("running", "205_1", "RUNNING"),
-        ("unfinished", "205_2", "CANCELLED"), ("busy", "205_3", "COMPLETED")]
+        ("pending", "205_0", "PENDING"),
+        ("running", "205_1", "RUNNING"),
+        ("unfinished", "205_2", "CANCELLED"),
+        ("busy", "205_3", "COMPLETED"),
+    ]
     assert rows[cells[3]]["lock"]["verified"] is True
     table = st.format_table(status)
     assert re.search(r"seed=0\s+pending .* 205_0\s+PD", table) and re.search(r"205_1\s+R$", table, re.M)
@@ -373,7 +469,12 @@ def test_scheduler_output_is_parsed_to_base_states():
     squeue = "205_0|PENDING\n205_1|RUNNING\n301|COMPLETING\n"
     sacct = "JobID|State\n205_2|CANCELLED by 1000\n205_3|COMPLETED\n"
     assert st.parse_job_states(squeue + sacct) == {
-        "205_0": "PENDING", "205_1": "RUNNING", "301": "COMPLETING", "205_2": "CANCELLED", "205_3": "COMPLETED"}
+        "205_0": "PENDING",
+        "205_1": "RUNNING",
+        "301": "COMPLETING",
+        "205_2": "CANCELLED",
+        "205_3": "COMPLETED",
+    }
 
 
 def test_durations_stay_short():

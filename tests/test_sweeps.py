@@ -8,7 +8,6 @@ from pathlib import Path
 from conftest import QUICK, launch
 
 
-
 def records(root: Path) -> dict[Path, dict]:
     return {p.parent: json.loads(p.read_text()) for p in sorted(root.rglob("result.json"))}
 
@@ -58,13 +57,20 @@ def test_equivalent_spellings_share_one_folder(results_root):
 
 
 def test_a_sweep_with_a_bad_cell_runs_nothing_and_names_the_cell(results_root):
-    result = launch(["-m", *QUICK, "optimizer=sgd,sam", "schedule=constant,batch",
-                     "train.increasing_batch_sizes=[16,300]", f"results_root={results_root}"])
+    result = launch(
+        [
+            "-m",
+            *QUICK,
+            "optimizer=sgd,sam",
+            "schedule=constant,batch",
+            "train.increasing_batch_sizes=[16,300]",
+            f"results_root={results_root}",
+        ]
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: cell")]
     assert len(errors) == 2, result.stderr
-    assert all("schedule=batch" in line and "batch_size=300 is larger than the training set" in line
-               for line in errors)
+    assert all("schedule=batch" in line and "batch_size=300 is larger than the training set" in line for line in errors)
     assert {"optimizer=sgd" in errors[0], "optimizer=sam" in errors[1]} == {True}
     assert not [p for p in results_root.rglob("*") if p.is_file()], "a refused sweep wrote files"
 

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import QUICK, launch
 
 # (overrides, the key (or text) the one error line must name)
@@ -111,10 +110,23 @@ def test_data_dir_that_is_a_file_is_refused(finished_root, tmp_path):
 
 def test_a_download_without_network_is_one_line(tmp_path):
     # A proxy that refuses every connection stands in for a machine without network.
-    env = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    result = launch(["dataset=cifar10", "dataset.download=true", f"data_dir={tmp_path / 'data'}",
-                     f"results_root={tmp_path / 'results'}", "progress=false"], env=env, timeout=300)
+    env = {
+        "https_proxy": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
+    result = launch(
+        [
+            "dataset=cifar10",
+            "dataset.download=true",
+            f"data_dir={tmp_path / 'data'}",
+            f"results_root={tmp_path / 'results'}",
+            "progress=false",
+        ],
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert line.startswith("error: cannot download cifar10 into ") and "dataset.download=false" in line
@@ -125,8 +137,16 @@ def test_a_download_without_network_is_one_line(tmp_path):
 def broken_cifar(tmp_path: Path) -> list[str]:
     """CIFAR-10 whose folder exists but holds no batches: valid at launch, a failure once the run reads it."""
     (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
-    return ["dataset=cifar10", "dataset.download=false", f"data_dir={tmp_path / 'data'}", "model.width=8",
-            "train.epochs=1", "sharpness=none", "progress=false", "device=cpu"]
+    return [
+        "dataset=cifar10",
+        "dataset.download=false",
+        f"data_dir={tmp_path / 'data'}",
+        "model.width=8",
+        "train.epochs=1",
+        "sharpness=none",
+        "progress=false",
+        "device=cpu",
+    ]
 
 
 def test_a_failed_single_run_exits_non_zero(tmp_path):
@@ -164,8 +184,17 @@ def test_a_batch_the_workers_cannot_split_is_refused(finished_root):
 
 
 def test_a_sweep_checks_divisibility_against_its_launcher(tmp_path):
-    result = launch(["-m", *QUICK, "optimizer=sgd,sam", "train.batch_size=30", "hydra/launcher=local",
-                     "hydra.launcher.tasks_per_node=4", f"results_root={tmp_path}"])
+    result = launch(
+        [
+            "-m",
+            *QUICK,
+            "optimizer=sgd,sam",
+            "train.batch_size=30",
+            "hydra/launcher=local",
+            "hydra.launcher.tasks_per_node=4",
+            f"results_root={tmp_path}",
+        ]
+    )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: cell")]
     assert len(errors) == 2 and all("not divisible by the 4 workers" in line for line in errors)

@@ -88,9 +88,11 @@ def loader_problems(dataset_cfg: Mapping[str, Any]) -> list[str]:
     if not is_in_memory(dataset_cfg):
         return [f"dataset.loader=device cannot hold {name} in memory; use dataset.loader=torchvision"]
     if not device_can_augment(dataset_cfg):
-        return [f"dataset.loader=device cannot apply dataset.augment={augmentation(dataset_cfg)} with "
-                f"dataset.crop={cropping(dataset_cfg)} (it does crop_flip with the padded crop, or none); "
-                f"use dataset.loader=torchvision"]
+        return [
+            f"dataset.loader=device cannot apply dataset.augment={augmentation(dataset_cfg)} with "
+            f"dataset.crop={cropping(dataset_cfg)} (it does crop_flip with the padded crop, or none); "
+            f"use dataset.loader=torchvision"
+        ]
     return []
 
 

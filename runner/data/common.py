@@ -92,7 +92,8 @@ def check_tensors(
     labels = labels.to(torch.int64)
     if labels.shape != (images.shape[0],):
         raise ValueError(
-            f"dataset {name} ({split}): {images.shape[0]} images but labels of shape {tuple(labels.shape)}")
+            f"dataset {name} ({split}): {images.shape[0]} images but labels of shape {tuple(labels.shape)}"
+        )
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(
             f"dataset {name} ({split}): labels span {int(labels.min())}..{int(labels.max())} "

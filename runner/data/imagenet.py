@@ -60,7 +60,8 @@ def open_imagenet(dataset_cfg: Mapping[str, Any], split: str, transform: Callabl
     num_classes = int(setting(dataset_cfg, "num_classes"))
     if len(dataset.classes) != num_classes:
         raise ValueError(
-            f"dataset {name}: {folder} has {len(dataset.classes)} classes but dataset.num_classes={num_classes}")
+            f"dataset {name}: {folder} has {len(dataset.classes)} classes but dataset.num_classes={num_classes}"
+        )
     train_size = setting(dataset_cfg, "train_size", None)
     if split == "train" and train_size is not None and int(train_size) != len(dataset):
         raise ValueError(f"dataset {name}: {folder} has {len(dataset)} images but dataset.train_size={train_size}")

@@ -134,7 +134,9 @@ class SeededLoader:
     def num_batches(self, batch_size: int | None = None) -> int:
         return self.sampler.num_batches(batch_size)
 
-    def batches(self, epoch: int, batch_size: int | None = None, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int | None = None, start_batch: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch` from batch `start_batch` on (skipped batches are never decoded)."""
         self.sampler.set_epoch(epoch)
         if batch_size is not None:
@@ -162,7 +164,10 @@ def build_loader(
     world_size: int = 1,
     pin_memory: bool = False,
 ) -> SeededLoader:
-    """A seeded loader over `dataset`; training uses `shuffle=True, drop_last=True` (the paper drops the last partial batch)."""
+    """A seeded loader over `dataset`; training uses `shuffle=True, drop_last=True`.
+
+    The paper drops the last partial batch of every training epoch.
+    """
     if num_workers < 0:
         raise ValueError(f"num_workers={num_workers} must be non-negative")
     sampler = SeededBatchSampler(

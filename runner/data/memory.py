@@ -21,7 +21,8 @@ class InMemoryImages(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
             raise ValueError(
-                f"expected uint8 N×C×H×W images with 1 or 3 channels, got {images.dtype} {tuple(images.shape)}")
+                f"expected uint8 N×C×H×W images with 1 or 3 channels, got {images.dtype} {tuple(images.shape)}"
+            )
         # H×W×C (or H×W for one channel, PIL mode "L"), contiguous so fromarray does not copy twice
         pixels = images.permute(0, 2, 3, 1).numpy()
         self.pixels = np.ascontiguousarray(pixels[..., 0] if images.shape[1] == 1 else pixels)

@@ -42,7 +42,8 @@ def load_synthetic(dataset_cfg: Mapping[str, Any], split: str) -> tuple[torch.Te
     count = int(setting(dataset_cfg, "train_size" if check_split(split) == "train" else "test_size"))
     if count <= 0 or num_classes <= 0 or channels <= 0 or size <= 0:
         raise ValueError(
-            f"dataset {name}: sizes must be positive (size={count}, classes={num_classes}, image={channels}×{size}²)")
+            f"dataset {name}: sizes must be positive (size={count}, classes={num_classes}, image={channels}×{size}²)"
+        )
     rng = _rng(seed, split)
     labels = torch.from_numpy(rng.permutation(np.arange(count) % num_classes).astype(np.int64))
     noise = torch.from_numpy(rng.random((count, channels, size, size), dtype=np.float32)) * 255.0

@@ -116,8 +116,10 @@ def load_tiny_imagenet(dataset_cfg: Mapping[str, Any], split: str) -> tuple[torc
     for k, (path, _) in enumerate(files):
         array = first if k == 0 else decode_rgb(path)
         if array.shape != first.shape:
-            raise ValueError(f"dataset {dataset_name(dataset_cfg)}: {path} is {array.shape[:2]}, "
-                             f"not {first.shape[:2]} like the others")
+            raise ValueError(
+                f"dataset {dataset_name(dataset_cfg)}: {path} is {array.shape[:2]}, "
+                f"not {first.shape[:2]} like the others"
+            )
         pixels[k] = array.transpose(2, 0, 1)
     images = torch.from_numpy(pixels)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)

@@ -35,7 +35,11 @@ if TYPE_CHECKING:
 AUGMENTATIONS = ("crop_flip", "vit", "none")
 # mixup/cutmix settings of the ViT recipe (DeiT's alphas; probability and smoothing from the protocol)
 MIXUP_DEFAULTS = {
-    "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mixup_prob": 0.5, "mixup_switch_prob": 0.5, "label_smoothing": 0.1,
+    "mixup_alpha": 0.8,
+    "cutmix_alpha": 1.0,
+    "mixup_prob": 0.5,
+    "mixup_switch_prob": 0.5,
+    "label_smoothing": 0.1,
 }
 
 
@@ -60,18 +64,20 @@ class Crop:
     autoaugment: str  # the `T.AutoAugmentPolicy` the ViT recipe applies to such images
 
 
-CROPS: Mapping[str, Crop] = MappingProxyType({
-    "padded": Crop(
-        random=lambda T, size: [T.RandomCrop(size, padding=crop_padding(size))],
-        plain=lambda T, size: [],  # the images already are image_size
-        autoaugment="CIFAR10",
-    ),
-    "resized": Crop(
-        random=lambda T, size: [T.RandomResizedCrop(size)],
-        plain=lambda T, size: [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)],  # 256 → 224 at 224 px
-        autoaugment="IMAGENET",
-    ),
-})
+CROPS: Mapping[str, Crop] = MappingProxyType(
+    {
+        "padded": Crop(
+            random=lambda T, size: [T.RandomCrop(size, padding=crop_padding(size))],
+            plain=lambda T, size: [],  # the images already are image_size
+            autoaugment="CIFAR10",
+        ),
+        "resized": Crop(
+            random=lambda T, size: [T.RandomResizedCrop(size)],
+            plain=lambda T, size: [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)],  # 256 → 224 at 224 px
+            autoaugment="IMAGENET",
+        ),
+    }
+)
 
 
 def augmentation(dataset_cfg: Mapping[str, Any]) -> str:
@@ -79,7 +85,8 @@ def augmentation(dataset_cfg: Mapping[str, Any]) -> str:
     recipe = str(setting(dataset_cfg, "augment", "none"))
     if recipe not in AUGMENTATIONS:
         raise ValueError(
-            f"dataset {dataset_name(dataset_cfg)}: dataset.augment={recipe!r}; valid: {list(AUGMENTATIONS)}")
+            f"dataset {dataset_name(dataset_cfg)}: dataset.augment={recipe!r}; valid: {list(AUGMENTATIONS)}"
+        )
     return recipe
 
 

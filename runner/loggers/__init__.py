@@ -22,8 +22,9 @@ import importlib.util
 import logging
 import queue
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import urlparse
 from urllib.request import urlopen
@@ -35,23 +36,31 @@ from runner.loggers.common import RunContext, epoch_metrics, final_metrics, iden
 log = logging.getLogger("runner.loggers")
 
 # Tracker name -> the module it needs (None: nothing beyond the runner). The pip extra has the tracker's name.
-REQUIRED_MODULES: dict[str, str | None] = {"csv": None, "tensorboard": "tensorboard", "wandb": "wandb",
-                                           "mlflow": "mlflow"}
+REQUIRED_MODULES: dict[str, str | None] = {
+    "csv": None,
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+}
 MLFLOW_CHECK_TIMEOUT_S = 5.0
 
 
 def _factories() -> dict[str, Callable[[Mapping[str, Any], RunContext], Any]]:
     """Tracker classes by name, imported here so that no tracker module loads before it is selected."""
+
     def tensorboard(settings: Mapping[str, Any], context: RunContext) -> Any:
         from runner.loggers.tensorboard_logger import TensorBoardLogger
+
         return TensorBoardLogger(settings, context)
 
     def wandb(settings: Mapping[str, Any], context: RunContext) -> Any:
         from runner.loggers.wandb_logger import WandbLogger
+
         return WandbLogger(settings, context)
 
     def mlflow(settings: Mapping[str, Any], context: RunContext) -> Any:
         from runner.loggers.mlflow_logger import MlflowLogger
+
         return MlflowLogger(settings, context)
 
     return {"tensorboard": tensorboard, "wandb": wandb, "mlflow": mlflow}
@@ -64,8 +73,10 @@ def selected(cfg: DictConfig | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         return {}
     data = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
     if not isinstance(data, Mapping):
-        raise ValueError(f"logger={data!r} must map tracker names to settings; choose options with "
-                         f"logger=[csv,wandb] (valid: {', '.join(REQUIRED_MODULES)})")
+        raise ValueError(
+            f"logger={data!r} must map tracker names to settings; choose options with "
+            f"logger=[csv,wandb] (valid: {', '.join(REQUIRED_MODULES)})"
+        )
     return {str(name): dict(settings or {}) for name, settings in data.items()}
 
 
@@ -93,8 +104,10 @@ def logger_problems(cfg: DictConfig | Mapping[str, Any]) -> list[str]:
 
             mode = mode_of(settings)
             if mode not in MODES:
-                found.append(f"logger.wandb.mode={settings.get('mode')!r} must be one of {', '.join(MODES)} "
-                             f"(WANDB_MODE sets the default)")
+                found.append(
+                    f"logger.wandb.mode={settings.get('mode')!r} must be one of {', '.join(MODES)} "
+                    f"(WANDB_MODE sets the default)"
+                )
                 continue
             if mode == "disabled":
                 continue
@@ -118,8 +131,10 @@ def _mlflow_problems(settings: Mapping[str, Any]) -> list[str]:
         return []  # the server answered (perhaps asking for credentials): reachable
     except (OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        return [f"logger.mlflow.tracking_uri={uri!r} does not answer ({reason}); start the server, "
-                f"or log to a local store with logger.mlflow.tracking_uri=file:<folder>"]
+        return [
+            f"logger.mlflow.tracking_uri={uri!r} does not answer ({reason}); start the server, "
+            f"or log to a local store with logger.mlflow.tracking_uri=file:<folder>"
+        ]
 
 
 class Loggers:
@@ -171,10 +186,11 @@ class Loggers:
             self._queue.put(None)
             self._thread.join(timeout_s)
             if self._thread.is_alive():
-                log.warning("trackers: still busy after %.0f s at close; leaving them (%s)", timeout_s,
-                            ", ".join(self.names))
+                log.warning(
+                    "trackers: still busy after %.0f s at close; leaving them (%s)", timeout_s, ", ".join(self.names)
+                )
 
-    def __enter__(self) -> "Loggers":
+    def __enter__(self) -> Loggers:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -195,13 +211,24 @@ class Loggers:
             try:
                 getattr(tracker, method)(*args)
             except Exception as error:  # a tracker never ends a training run
-                log.warning("logger=%s failed in %s (%s: %s); logging to it stops here",
-                            tracker.name, method, type(error).__name__, error)
+                log.warning(
+                    "logger=%s failed in %s (%s: %s); logging to it stops here",
+                    tracker.name,
+                    method,
+                    type(error).__name__,
+                    error,
+                )
                 self._trackers.remove(tracker)
 
 
-def open_loggers(cfg: DictConfig | Mapping[str, Any], run_dir: Path, identity: Mapping[str, Any] | None = None,
-                 *, fresh: bool | None = None, background: bool = True) -> Loggers:
+def open_loggers(
+    cfg: DictConfig | Mapping[str, Any],
+    run_dir: Path,
+    identity: Mapping[str, Any] | None = None,
+    *,
+    fresh: bool | None = None,
+    background: bool = True,
+) -> Loggers:
     """Open the selected trackers' runs for the cell in `run_dir` (rank 0 only).
 
     `identity` holds dataset, model, optimizer, schedule, variant, seed, experiment
@@ -218,8 +245,13 @@ def open_loggers(cfg: DictConfig | Mapping[str, Any], run_dir: Path, identity: M
         run_dir = Path(run_dir).absolute()
         config = config_container(cfg)
         state = next_state(run_dir, bool(cfg.get("force")) if fresh is None else fresh)
-        context = RunContext(run_dir=run_dir, identity=identity_for(config, run_dir, identity), config=config,
-                             run_id=tracker_run_id(state), state=state)
+        context = RunContext(
+            run_dir=run_dir,
+            identity=identity_for(config, run_dir, identity),
+            config=config,
+            run_id=tracker_run_id(state),
+            state=state,
+        )
     except Exception as error:  # validation reports these at launch; here they must not end the run
         log.warning("logger: %s; no tracker opened", error)
         return Loggers([])
@@ -236,8 +268,9 @@ def open_loggers(cfg: DictConfig | Mapping[str, Any], run_dir: Path, identity: M
         try:
             opened.append(factories[name](settings, context))
         except Exception as error:
-            log.warning("logger=%s could not start (%s: %s); training goes on without it",
-                        name, type(error).__name__, error)
+            log.warning(
+                "logger=%s could not start (%s: %s); training goes on without it", name, type(error).__name__, error
+            )
     if opened:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from runner.io import atomic_write_json
 
@@ -90,9 +91,13 @@ def identity_for(cfg: Mapping[str, Any], run_dir: Path, identity: Mapping[str, A
     """The runner's identity, completed from the config for any field it lacks."""
     found = dict(identity or {})
     defaults = {
-        "dataset": _select(cfg, "dataset", "name"), "model": _select(cfg, "model", "name"),
-        "optimizer": _select(cfg, "optimizer", "name"), "schedule": _select(cfg, "schedule", "name"),
-        "seed": cfg.get("seed"), "experiment": cfg.get("experiment_name"), "variant": "",
+        "dataset": _select(cfg, "dataset", "name"),
+        "model": _select(cfg, "model", "name"),
+        "optimizer": _select(cfg, "optimizer", "name"),
+        "schedule": _select(cfg, "schedule", "name"),
+        "seed": cfg.get("seed"),
+        "experiment": cfg.get("experiment_name"),
+        "variant": "",
     }
     for key, value in defaults.items():
         if found.get(key) is None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from runner.loggers.common import RunContext, flatten
@@ -25,7 +26,7 @@ def normalize_uri(uri: str) -> str:
     parsed = urlparse(uri)
     if parsed.scheme not in ("", "file"):
         return uri
-    path = uri[len("file:"):] if parsed.scheme == "file" else uri
+    path = uri[len("file:") :] if parsed.scheme == "file" else uri
     if path.startswith("//"):
         path = urlparse(uri).path
     return Path(path).expanduser().absolute().as_uri()
@@ -50,9 +51,14 @@ class MlflowLogger:
         self._client = client = MlflowClient(tracking_uri=self.tracking_uri)
         experiment_name = str(settings.get("experiment") or context.experiment)
         experiment_id = self._experiment_id(experiment_name)
-        tags = {**context.tags(), "experiment": context.experiment, "cell": context.name,
-                "run_dir": str(context.run_dir), RUN_KEY_TAG: context.run_id,
-                **{str(k): str(v) for k, v in (settings.get("tags") or {}).items()}}
+        tags = {
+            **context.tags(),
+            "experiment": context.experiment,
+            "cell": context.name,
+            "run_dir": str(context.run_dir),
+            RUN_KEY_TAG: context.run_id,
+            **{str(k): str(v) for k, v in (settings.get("tags") or {}).items()},
+        }
 
         run = self._find_run(context, experiment_id)
         if run is None:
@@ -70,7 +76,7 @@ class MlflowLogger:
         params = {**flatten(context.config), "cell": context.name, "variant": context.identity.get("variant", "")}
         fresh = [Param(key, _param_text(value)) for key, value in params.items() if key not in logged]
         for start in range(0, len(fresh), 100):
-            client.log_batch(self.run_id, params=fresh[start:start + 100])
+            client.log_batch(self.run_id, params=fresh[start : start + 100])
 
     def _experiment_id(self, name: str) -> str:
         experiment = self._client.get_experiment_by_name(name)
@@ -92,11 +98,16 @@ class MlflowLogger:
                 run = self._client.get_run(stored["run_id"])
             except Exception:  # deleted, or the store was moved: search by the tag instead
                 run = None
-            if (run is not None and run.info.lifecycle_stage == "active" and run.info.experiment_id == experiment_id
-                    and run.data.tags.get(RUN_KEY_TAG) == context.run_id):
+            if (
+                run is not None
+                and run.info.lifecycle_stage == "active"
+                and run.info.experiment_id == experiment_id
+                and run.data.tags.get(RUN_KEY_TAG) == context.run_id
+            ):
                 return run
-        found = self._client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{context.run_id}'",
-                                         max_results=1)
+        found = self._client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{context.run_id}'", max_results=1
+        )
         return found[0] if found else None
 
     def _metrics(self, step: int, metrics: Mapping[str, float]) -> None:

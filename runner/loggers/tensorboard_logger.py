@@ -9,8 +9,9 @@ the new values, not both.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from runner.loggers.common import RunContext, flatten
 
@@ -66,7 +67,9 @@ class TensorBoardLogger:
         writer = self._open(None)  # a job resumed after the last epoch logs only this: keep the epochs
         for key, value in metrics.items():
             writer.add_scalar(key, value, step)
-        writer.add_text("status", str(record.get("status")) + (f": {record['error']}" if record.get("error") else ""), step)
+        writer.add_text(
+            "status", str(record.get("status")) + (f": {record['error']}" if record.get("error") else ""), step
+        )
 
     def close(self, status: str | None) -> None:
         if self._writer is not None:

@@ -8,8 +8,9 @@ written offline into the cell folder; `wandb sync` uploads it later.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from runner.loggers.common import RunContext
 
@@ -45,9 +46,13 @@ class WandbLogger:
 
         mode = mode_of(settings)
         arguments = dict(
-            id=context.run_id, resume="allow", reinit="create_new",
-            project=settings.get("project") or None, entity=settings.get("entity") or None,
-            group=settings.get("group") or context.experiment, name=context.name,
+            id=context.run_id,
+            resume="allow",
+            reinit="create_new",
+            project=settings.get("project") or None,
+            entity=settings.get("entity") or None,
+            group=settings.get("group") or context.experiment,
+            name=context.name,
             tags=tags_of(settings, context),
             config={**context.config, "cell": context.name, "variant": context.identity.get("variant", "")},
             dir=str(settings.get("dir") or context.run_dir),
@@ -59,8 +64,13 @@ class WandbLogger:
         except Exception as error:
             if mode != "online":
                 raise
-            log.warning("logger=wandb: cannot reach W&B (%s: %s); logging offline under %s/wandb "
-                        "(upload later with `wandb sync`)", type(error).__name__, _first_line(error), arguments["dir"])
+            log.warning(
+                "logger=wandb: cannot reach W&B (%s: %s); logging offline under %s/wandb "
+                "(upload later with `wandb sync`)",
+                type(error).__name__,
+                _first_line(error),
+                arguments["dir"],
+            )
             # The service still holds the failed online attempt under this id; a fresh service lets it go.
             wandb.teardown()
             self.run = wandb.init(mode="offline", settings=wandb.Settings(init_timeout=timeout), **arguments)
@@ -72,8 +82,14 @@ class WandbLogger:
 
     def log_final(self, step: int, metrics: Mapping[str, float], record: Mapping[str, Any]) -> None:
         self._status = str(record.get("status"))
-        self.run.summary.update({**metrics, "status": self._status, "error": record.get("error"),
-                                 "sharpness": dict(record.get("sharpness") or {})})
+        self.run.summary.update(
+            {
+                **metrics,
+                "status": self._status,
+                "error": record.get("error"),
+                "sharpness": dict(record.get("sharpness") or {}),
+            }
+        )
 
     def close(self, status: str | None) -> None:
         if status is None:

@@ -14,7 +14,8 @@ to the constructor as plain data, never instantiated either.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
@@ -52,8 +53,11 @@ def _arguments(name: str) -> list[str]:
 
 def _keys_and_values(model_cfg: DictConfig | Mapping[str, Any]) -> tuple[list[str], Any, Any]:
     if isinstance(model_cfg, DictConfig):
-        return ([str(key) for key in model_cfg.keys()], OmegaConf.select(model_cfg, "name", default=None),
-                OmegaConf.select(model_cfg, "_target_", default=None))
+        return (
+            [str(key) for key in model_cfg.keys()],
+            OmegaConf.select(model_cfg, "name", default=None),
+            OmegaConf.select(model_cfg, "_target_", default=None),
+        )
     return [str(key) for key in model_cfg], model_cfg.get("name"), model_cfg.get("_target_")
 
 
@@ -71,13 +75,13 @@ def model_problems(model_cfg: DictConfig | Mapping[str, Any] | None) -> list[str
         return [f"model.name={name!r} must be one of {', '.join(MODELS)}"]
     found = []
     if target is not None and target not in _accepted_targets(name):
-        found.append(f"model._target_={target!r} is not the constructor of model.name={name!r} "
-                     f"({constructor_path(name)})")
+        found.append(
+            f"model._target_={target!r} is not the constructor of model.name={name!r} ({constructor_path(name)})"
+        )
     arguments = _arguments(name)
     for key in keys:
         if key not in _BOOKKEEPING_KEYS and key not in arguments:
-            found.append(f"model.{key} is not an argument of {constructor_path(name)} "
-                         f"(valid: {', '.join(arguments)})")
+            found.append(f"model.{key} is not an argument of {constructor_path(name)} (valid: {', '.join(arguments)})")
     return found
 
 
@@ -96,5 +100,14 @@ def build_model(model_cfg: DictConfig | Mapping[str, Any]) -> nn.Module:
     return MODELS[settings["name"]](**kwargs)
 
 
-__all__ = ["MODELS", "build_model", "constructor_path", "model_problems", "cifar_resnet18", "wide_resnet28_10",
-           "wide_resnet", "imagenet_resnet50", "vit"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "constructor_path",
+    "model_problems",
+    "cifar_resnet18",
+    "wide_resnet28_10",
+    "wide_resnet",
+    "imagenet_resnet50",
+    "vit",
+]

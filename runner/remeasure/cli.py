@@ -88,8 +88,10 @@ def parse_args(argv: list[str]) -> Invocation:
             else:
                 invocation.run_overrides.append(arg)
     if not invocation.targets:
-        raise UsageError("no run folder given; usage: python -m sharpness <run folder | results root | glob> "
-                         "[sharpness=<measure>] [key=value ...]")
+        raise UsageError(
+            "no run folder given; usage: python -m sharpness <run folder | results root | glob> "
+            "[sharpness=<measure>] [key=value ...]"
+        )
     return invocation
 
 
@@ -158,8 +160,13 @@ def launch_multirun(plans: list[RunPlan], invocation: Invocation) -> int:
             failures.append(str(folder))
             return {"error": str(error)}
 
-    argv = [sys.argv[0] or "sharpness", "--multirun", f"run={_sweep_value([p.folder for p in plans])}",
-            *invocation.options, *invocation.hydra]
+    argv = [
+        sys.argv[0] or "sharpness",
+        "--multirun",
+        f"run={_sweep_value([p.folder for p in plans])}",
+        *invocation.options,
+        *invocation.hydra,
+    ]
     saved, sys.argv = sys.argv, argv
     try:
         job()

@@ -34,8 +34,15 @@ def mixed_seed(run_seed: int, measure_seed: int) -> int:
 def data_key(settings: Mapping[str, Any]) -> tuple:
     """The settings that decide the batches; measures that agree on them share one set of batches."""
     whole = not sharpness.KINDS[settings["kind"]].equal_batches
-    return (settings["split"], settings["augment"], settings["examples"], settings["batch_size"],
-            settings["subset"], settings["seed"], whole)
+    return (
+        settings["split"],
+        settings["augment"],
+        settings["examples"],
+        settings["batch_size"],
+        settings["subset"],
+        settings["seed"],
+        whole,
+    )
 
 
 def _choose(total: int, settings: Mapping[str, Any], name: str, split: str, seed: int) -> torch.Tensor:
@@ -57,8 +64,13 @@ def _choose(total: int, settings: Mapping[str, Any], name: str, split: str, seed
 
 
 def example_batches(
-    dataset_cfg: Mapping[str, Any], settings: Mapping[str, Any], *, name: str, device: torch.device | str,
-    seed: int, channels_last: bool = False,
+    dataset_cfg: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    *,
+    name: str,
+    device: torch.device | str,
+    seed: int,
+    channels_last: bool = False,
 ) -> Batches:
     """Batches (float32 images on `device`, int64 labels) for the checked `settings` of measure `name`.
 
@@ -72,10 +84,17 @@ def example_batches(
         images, labels = data.load_tensors(dataset_cfg, split)
         index = _choose(len(labels), settings, name, split, seed)
         loader = DeviceLoader(
-            images[index], labels[index],
-            mean=channel_stats(dataset_cfg, "mean"), std=channel_stats(dataset_cfg, "std"),
-            augment=augment, pad=data.crop_padding(int(dataset_cfg["image_size"])),  # the training crop's padding
-            device=device, seed=seed, shuffle=False, drop_last=False, channels_last=channels_last,
+            images[index],
+            labels[index],
+            mean=channel_stats(dataset_cfg, "mean"),
+            std=channel_stats(dataset_cfg, "std"),
+            augment=augment,
+            pad=data.crop_padding(int(dataset_cfg["image_size"])),  # the training crop's padding
+            device=device,
+            seed=seed,
+            shuffle=False,
+            drop_last=False,
+            channels_last=channels_last,
         )
         return list(loader.batches(0, settings["batch_size"]))
     dataset = data.build_dataset(dataset_cfg, split, augment)

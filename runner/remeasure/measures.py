@@ -43,10 +43,17 @@ def measure_all(
     for name, settings in measures.items():
         key = data_key(settings)
         if key not in cache:
-            cache[key] = example_batches(dataset_cfg, settings, name=name, device=device, seed=seed,
-                                         channels_last=channels_last)
+            cache[key] = example_batches(
+                dataset_cfg, settings, name=name, device=device, seed=seed, channels_last=channels_last
+            )
     return {
-        name: measure(model, cache[data_key(settings)], settings, device=device, name=name,
-                      seed=mixed_seed(seed, settings["seed"])).record()
+        name: measure(
+            model,
+            cache[data_key(settings)],
+            settings,
+            device=device,
+            name=name,
+            seed=mixed_seed(seed, settings["seed"]),
+        ).record()
         for name, settings in measures.items()
     }

@@ -100,8 +100,9 @@ def _recorded(recorded: dict[str, Any], name: str, settings: dict[str, Any]) -> 
     return bool(entry) and all(entry.get(key) == value for key, value in settings.items() if key != "verbose")
 
 
-def plan_runs(folders: list[Path], measures: dict[str, dict[str, Any]], run_overrides: list[str],
-              force: bool, explicit: set[Path]) -> list[RunPlan]:
+def plan_runs(
+    folders: list[Path], measures: dict[str, dict[str, Any]], run_overrides: list[str], force: bool, explicit: set[Path]
+) -> list[RunPlan]:
     """Check every run before any work; the runs (and measures) left to do."""
     plans = []
     for folder in folders:
@@ -115,8 +116,10 @@ def plan_runs(folders: list[Path], measures: dict[str, dict[str, Any]], run_over
             continue
         for needed in ("config.yaml", "model.pt"):
             if not (folder / needed).is_file():
-                raise UsageError(f"{folder}: no {needed}; cannot re-measure a run folder without "
-                                 f"{'weights' if needed == 'model.pt' else 'its config'}")
+                raise UsageError(
+                    f"{folder}: no {needed}; cannot re-measure a run folder without "
+                    f"{'weights' if needed == 'model.pt' else 'its config'}"
+                )
         config = OmegaConf.load(folder / "config.yaml")
         _apply_run_overrides(config, run_overrides, folder)
         for key in ("model", "dataset"):
@@ -130,8 +133,9 @@ def plan_runs(folders: list[Path], measures: dict[str, dict[str, Any]], run_over
         if problems:
             raise UsageError(f"{folder}: {problems[0]}")
         recorded = record.get("sharpness") or {}
-        todo = {name: settings for name, settings in measures.items()
-                if force or not _recorded(recorded, name, settings)}
+        todo = {
+            name: settings for name, settings in measures.items() if force or not _recorded(recorded, name, settings)
+        }
         if todo:
             plans.append(RunPlan(folder, config, todo))
         else:
@@ -158,8 +162,9 @@ def remeasure(plan: RunPlan, device: str) -> dict[str, dict[str, Any]]:
     state = torch.load(plan.folder / "model.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.to(device)
-    entries = measure_all(model, plan.config.dataset, plan.measures, device=device,
-                          seed=int(plan.config.get("seed", 0)))
+    entries = measure_all(
+        model, plan.config.dataset, plan.measures, device=device, seed=int(plan.config.get("seed", 0))
+    )
     record = _read_result(plan.folder)  # fresh: keep whatever else changed meanwhile
     record["sharpness"] = {**(record.get("sharpness") or {}), **entries}
     atomic_write_json(plan.folder / "result.json", record)
