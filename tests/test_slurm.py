@@ -356,3 +356,47 @@ def test_a_two_task_job_trains_one_cell_with_ddp(sweep):
     # ... but only rank 0 logged its epochs and recorded the outcome.
     assert (folder / "run.log").read_text().count("epoch 1/2") == 1
     assert sweep.summary()["counts"]["completed"] == 1
+
+
+def test_usr2_mid_epoch_checkpoints_that_step_and_the_requeued_job_resumes_there(sweep, tmp_path):
+    """A preemption signal a second into a long first epoch: the job writes the checkpoint of the
+    step it is at, submitit requeues it, and the rerun starts the epoch at the next batch and ends
+    with the result of a run never interrupted."""
+    # Two epochs of 16384 examples: 512 steps each, tens of seconds on the test machine.
+    long_epochs = ["optimizer=sam", "schedule=constant", "train.epochs=2", "dataset.train_size=16384", "device=cpu"]
+    process = sweep.start(*long_epochs)
+    try:
+        def training() -> bool:
+            return any("training " in log.read_text() for log in sweep.root.rglob("run.log"))
+
+        _wait_for(training, 300, "the job to start training", sweep, process)
+        time.sleep(1.0)  # inside the first epoch's optimizer steps
+        ((job_id, state),) = sweep.jobs()
+        assert state == "RUNNING", state
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=60)
+
+        # The reference, trained in one go here while the job is requeued and finishes.
+        reference_root = tmp_path / "reference"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        cell_args = [arg for arg in FAST if arg != "device=cpu"] + long_epochs
+        reference_run = subprocess.run([sys.executable, str(REPO / "launch.py"), *cell_args,
+                                        f"results_root={reference_root}"],
+                                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert reference_run.returncode == 0, reference_run.stderr[-3000:]
+        returncode, output = _finish(sweep, process, timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert returncode == 0, output[-4000:]
+    show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=60).stdout
+    assert "Restarts=1" in show, show
+
+    ((cell, resumed),) = _records(sweep.root).items()
+    ((reference_cell, reference),) = _records(reference_root).items()
+    assert cell.relative_to(sweep.root) == reference_cell.relative_to(reference_root)
+    log = (cell / "run.log").read_text()
+    assert "SIGUSR2: checkpoint at epoch 1, batch " in log, log
+    assert "mid-epoch: epoch 1 at batch " in log, log
+    assert resumed["status"] == "completed", resumed.get("error")
+    assert _without_timings({k: resumed[k] for k in COMPARED}) == _without_timings({k: reference[k] for k in COMPARED})
+    assert _metrics(cell) == _metrics(reference_cell)
