@@ -58,8 +58,9 @@ def train_epochs(cfg: DictConfig, run_dir: Path, dist: DistContext, cell: Cell, 
             sums = _sums_to_continue(progress, dist, cell.device)
             while not cell.train(epoch, sums, stop=preemption.requested):
                 _save_mid_epoch(run_dir, dist, cell, progress, epoch, sums, config, clock)
-                log.info("%s: checkpoint at epoch %d, batch %d of %d (step %d)", preemption.names(), epoch + 1,
-                         sums.steps, cell.schedule.steps_in_epoch(epoch), progress.step)
+                if dist.is_main:
+                    log.info("%s: checkpoint at epoch %d, batch %d of %d (step %d)", preemption.names(), epoch + 1,
+                             sums.steps, cell.schedule.steps_in_epoch(epoch), progress.step)
                 preemption.forward()  # a requeue ends the process here; other handlers return to training
             progress.epoch, progress.step = epoch + 1, cell.schedule.epoch_start_step(epoch + 1)
             row = _epoch_row(cfg, dist, cell, epoch, sums.stats(cell.optimizer))

@@ -60,8 +60,8 @@ class Preemption:
         return bool(self._pending)
 
     def names(self) -> str:
-        """The pending signals' names, for the log."""
-        return ", ".join(signal.Signals(signum).name for signum in self._pending) or "none"
+        """The pending signals' names, for the log (under DDP another rank may have received the signal)."""
+        return ", ".join(signal.Signals(signum).name for signum in self._pending) or "a signal to another rank"
 
     def __enter__(self) -> Preemption:
         if threading.current_thread() is not threading.main_thread():

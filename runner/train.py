@@ -5,7 +5,9 @@ closure that runs the forward pass under autocast and the backward pass (SGD is
 SAM with rho = 0, which calls it once). Losses, error counts and the first
 non-finite step are accumulated in device tensors and read on the host once
 per `check_every` steps and at the end of the epoch, so the GPU is never
-stalled by a `.item()` inside the step.
+stalled by a `.item()` inside the step. Those sums live in `EpochSums`, so an
+epoch can stop after any step (a preemption) and continue later, in another
+process, from a checkpoint of them.
 """
 
 from __future__ import annotations
@@ -89,8 +91,11 @@ class EpochSums:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: torch.device) -> EpochSums:
-        return cls(state["loss"].to(device, torch.float64), state["errors"].to(device, torch.int64),
-                   state["first_bad"].to(device, torch.int64), int(state["examples"]), int(state["steps"]))
+        def tensor(key: str, dtype: torch.dtype) -> torch.Tensor:
+            return state[key].to(device, dtype, copy=True)  # its own storage: the sums grow in place
+
+        return cls(tensor("loss", torch.float64), tensor("errors", torch.int64), tensor("first_bad", torch.int64),
+                   int(state["examples"]), int(state["steps"]))
 
     def stats(self, optimizer: torch.optim.Optimizer) -> EpochStats:
         """The epoch's means, with the lr and rho its last step used (reads the device once)."""

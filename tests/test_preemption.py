@@ -213,8 +213,24 @@ def test_without_a_handler_the_process_ends_by_the_signal_once_handed_on(tmp_pat
 # ------------------------------------------------------------------ an epoch stopped and continued
 
 
-def _tiny_epoch_setup():
-    """A small CNN, SAM over SGD with momentum under a cosine schedule, 6 augmented batches on the device loader."""
+class _Mirrored(torch.utils.data.Dataset):
+    """Images mirrored at random by torch's RNG, as torchvision's transforms draw (the torchvision path)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index].float() / 255
+        return (image.flip(-1) if torch.rand(()) < 0.5 else image), self.labels[index]
+
+
+def _tiny_epoch_setup(loader_kind: str):
+    """A small CNN, SAM over SGD with momentum under a cosine schedule, 6 augmented batches of 16 from
+    the device loader or the torchvision path's seeded loader."""
+    from runner.data import build_loader
     from runner.device_loader import DeviceLoader
     from runner.schedule import Schedule, Stage, remember_initial_values
     from sam_opt import SAM
@@ -223,8 +239,11 @@ def _tiny_epoch_setup():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
                                 torch.nn.LazyLinear(3))
     generator = torch.Generator().manual_seed(1)
-    images = torch.randint(0, 256, (96, 3, 8, 8), dtype=torch.uint8, generator=generator)
-    loader = DeviceLoader(images, torch.arange(96) % 3, mean=[0.5] * 3, std=[0.25] * 3, augment=True, pad=1, seed=3)
+    images, labels = torch.randint(0, 256, (96, 3, 8, 8), dtype=torch.uint8, generator=generator), torch.arange(96) % 3
+    if loader_kind == "device":
+        loader = DeviceLoader(images, labels, mean=[0.5] * 3, std=[0.25] * 3, augment=True, pad=1, seed=3)
+    else:
+        loader = build_loader(_Mirrored(images, labels), 16, shuffle=True, seed=3, drop_last=True)
     model(torch.zeros(1, 3, 8, 8))
     optimizer = SAM(model.parameters(), torch.optim.SGD, rho=0.05, model=model, lr=0.1, momentum=0.9)
     remember_initial_values(optimizer)
@@ -240,16 +259,17 @@ def _train(model, optimizer, loader, schedule, sums, stop=None) -> bool:
                        precision="fp32", device=torch.device("cpu"), check_every=4, stop=stop)
 
 
-def test_an_epoch_stopped_checkpointed_and_continued_equals_one_in_one_go(tmp_path):
+@pytest.mark.parametrize("loader_kind", ["device", "torchvision"])
+def test_an_epoch_stopped_checkpointed_and_continued_equals_one_in_one_go(tmp_path, loader_kind):
     from runner import checkpoint as ckpt
     from runner.train import EpochSums
 
-    model, optimizer, loader, schedule = _tiny_epoch_setup()
+    model, optimizer, loader, schedule = _tiny_epoch_setup(loader_kind)
     whole = EpochSums.zeros(torch.device("cpu"))
     assert _train(model, optimizer, loader, schedule, whole) is True
     reference_stats, reference_weights = whole.stats(optimizer), [p.detach().clone() for p in model.parameters()]
 
-    model, optimizer, loader, schedule = _tiny_epoch_setup()
+    model, optimizer, loader, schedule = _tiny_epoch_setup(loader_kind)
     first = EpochSums.zeros(torch.device("cpu"))
     asked: list[int] = []
 
@@ -262,7 +282,7 @@ def test_an_epoch_stopped_checkpointed_and_continued_equals_one_in_one_go(tmp_pa
     progress = ckpt.Progress(1, schedule.epoch_start_step(1) + 3, 1.0, [{"epoch": 1}], [first.state()])
     path = ckpt.save_checkpoint(tmp_path, model, optimizer, progress, {"seed": 0})
 
-    model, optimizer, loader, schedule = _tiny_epoch_setup()  # a fresh process, as after a requeue
+    model, optimizer, loader, schedule = _tiny_epoch_setup(loader_kind)  # a fresh process, as after a requeue
     restored = ckpt.load_checkpoint(path, model, optimizer)  # weights_only=True, as always
     assert restored.epoch_in_progress is not None and len(restored.epoch_in_progress) == 1
     rest = EpochSums.from_state(restored.epoch_in_progress[0], torch.device("cpu"))
@@ -275,7 +295,7 @@ def test_an_epoch_stopped_checkpointed_and_continued_equals_one_in_one_go(tmp_pa
 def test_a_stop_on_the_last_step_continues_into_an_empty_rest_of_the_epoch():
     from runner.train import EpochSums
 
-    model, optimizer, loader, schedule = _tiny_epoch_setup()
+    model, optimizer, loader, schedule = _tiny_epoch_setup("device")
     sums = EpochSums.zeros(torch.device("cpu"))
     assert _train(model, optimizer, loader, schedule, sums, stop=lambda: sums.steps == 6) is False
     assert sums.steps == 6
