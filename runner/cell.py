@@ -53,17 +53,31 @@ class Cell:
         """Continue `epoch` from the batch `sums` has reached; False when `stop()` ended it early."""
         batches = self.pipes.train_batches(epoch, self.schedule.batch_size_at(epoch), start_batch=sums.steps)
         return train_steps(
-            self.train_model, self.optimizer, batches, sums,
-            schedule=self.schedule, first_step=self.schedule.epoch_start_step(epoch), loss_fn=self.loss_fn,
-            precision=self.precision, device=self.device, channels_last=self.channels_last,
-            batch_transform=self.pipes.batch_transform, check_every=self.check_every,
-            grad_scaler=self.grad_scaler, stop=stop,
+            self.train_model,
+            self.optimizer,
+            batches,
+            sums,
+            schedule=self.schedule,
+            first_step=self.schedule.epoch_start_step(epoch),
+            loss_fn=self.loss_fn,
+            precision=self.precision,
+            device=self.device,
+            channels_last=self.channels_last,
+            batch_transform=self.pipes.batch_transform,
+            check_every=self.check_every,
+            grad_scaler=self.grad_scaler,
+            stop=stop,
         )
 
     def evaluate(self) -> tuple[float, float]:
         """(test loss, test error %) of the model as it is now."""
-        return evaluate(self.model, self.pipes.test(), precision=self.precision, device=self.device,
-                        channels_last=self.channels_last)
+        return evaluate(
+            self.model,
+            self.pipes.test(),
+            precision=self.precision,
+            device=self.device,
+            channels_last=self.channels_last,
+        )
 
     def grad_norm(self) -> float | None:
         """The full-batch gradient norm on the fixed training subset; None when the config turns it off."""
@@ -96,12 +110,17 @@ def build_cell(cfg: DictConfig, dist: DistContext, precision: str) -> Cell:
     remember_initial_values(optimizer)
     pipes = build_pipelines(cfg, device, dist.rank, dist.world_size, channels_last)
     return Cell(
-        model=model, train_model=train_model, optimizer=optimizer,
+        model=model,
+        train_model=train_model,
+        optimizer=optimizer,
         schedule=Schedule.from_config(cfg.schedule, int(cfg.dataset.train_size)),
-        pipes=pipes, loss_fn=_loss_fn(cfg, pipes),
+        pipes=pipes,
+        loss_fn=_loss_fn(cfg, pipes),
         # Loss scaling only for fp16; bf16 has fp32's exponent range and needs none.
         grad_scaler=torch.amp.GradScaler(device.type) if precision == "fp16" else None,
-        precision=precision, device=device, channels_last=channels_last,
+        precision=precision,
+        device=device,
+        channels_last=channels_last,
         check_every=int(cfg.train.divergence_check_every),
     )
 

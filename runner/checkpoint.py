@@ -52,8 +52,9 @@ class CorruptCheckpoint(Exception):
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{self.path}: unreadable checkpoint ({reason}); move it aside or delete it to start "
-                         f"the run over")
+        super().__init__(
+            f"{self.path}: unreadable checkpoint ({reason}); move it aside or delete it to start the run over"
+        )
 
 
 @dataclass
@@ -76,10 +77,18 @@ def _rng_states() -> dict[str, Any]:
     version, python_state, gauss_next = random.getstate()
     kind, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
     states: dict[str, Any] = {
-        "python": {"version": int(version), "state": torch.tensor(python_state, dtype=torch.int64),
-                   "gauss_next": gauss_next},
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(numpy_keys, dtype=np.int64)),
-                  "pos": int(numpy_pos), "has_gauss": int(numpy_has_gauss), "cached_gaussian": float(numpy_gauss)},
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(python_state, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(numpy_keys, dtype=np.int64)),
+            "pos": int(numpy_pos),
+            "has_gauss": int(numpy_has_gauss),
+            "cached_gaussian": float(numpy_gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -91,8 +100,15 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
     python = states["python"]
     random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss_next"]))
     numpy = states["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
-                         numpy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy["kind"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -198,8 +214,9 @@ def load_checkpoint(
     if grad_scaler is not None and state.get("grad_scaler"):
         grad_scaler.load_state_dict(state["grad_scaler"])
     _restore_rng_states(state["rng"])
-    return Progress(state["epoch"], state["step"], state["wall_time_s"], list(state["metrics"]),
-                    state.get("epoch_in_progress"))
+    return Progress(
+        state["epoch"], state["step"], state["wall_time_s"], list(state["metrics"]), state.get("epoch_in_progress")
+    )
 
 
 def checkpoint_config(path: Path) -> dict | None:

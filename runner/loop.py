@@ -44,8 +44,15 @@ class Clock:
         return self.before + time.time() - self.started
 
 
-def train_epochs(cfg: DictConfig, run_dir: Path, dist: DistContext, cell: Cell, progress: ckpt.Progress,
-                 trackers: Loggers, clock: Clock) -> None:
+def train_epochs(
+    cfg: DictConfig,
+    run_dir: Path,
+    dist: DistContext,
+    cell: Cell,
+    progress: ckpt.Progress,
+    trackers: Loggers,
+    clock: Clock,
+) -> None:
     """Train from where `progress` stands to the last epoch, recording and checkpointing each.
 
     A watched signal is acted on after the optimizer step it arrives in
@@ -59,8 +66,14 @@ def train_epochs(cfg: DictConfig, run_dir: Path, dist: DistContext, cell: Cell, 
             while not cell.train(epoch, sums, stop=preemption.requested):
                 _save_mid_epoch(run_dir, dist, cell, progress, epoch, sums, config, clock)
                 if dist.is_main:
-                    log.info("%s: checkpoint at epoch %d, batch %d of %d (step %d)", preemption.names(), epoch + 1,
-                             sums.steps, cell.schedule.steps_in_epoch(epoch), progress.step)
+                    log.info(
+                        "%s: checkpoint at epoch %d, batch %d of %d (step %d)",
+                        preemption.names(),
+                        epoch + 1,
+                        sums.steps,
+                        cell.schedule.steps_in_epoch(epoch),
+                        progress.step,
+                    )
                 preemption.forward()  # a requeue ends the process here; other handlers return to training
             progress.epoch, progress.step = epoch + 1, cell.schedule.epoch_start_step(epoch + 1)
             row = _epoch_row(cfg, dist, cell, epoch, sums.stats(cell.optimizer))
@@ -91,8 +104,16 @@ def _sums_to_continue(progress: ckpt.Progress, dist: DistContext, device: torch.
     return EpochSums.from_state(ranks[dist.rank], device)
 
 
-def _save_mid_epoch(run_dir: Path, dist: DistContext, cell: Cell, progress: ckpt.Progress, epoch: int,
-                    sums: EpochSums, config: dict, clock: Clock) -> None:
+def _save_mid_epoch(
+    run_dir: Path,
+    dist: DistContext,
+    cell: Cell,
+    progress: ckpt.Progress,
+    epoch: int,
+    sums: EpochSums,
+    config: dict,
+    clock: Clock,
+) -> None:
     """The checkpoint of the step just taken: every rank sends its sums, rank 0 writes."""
     progress.step = cell.schedule.epoch_start_step(epoch) + sums.steps
     progress.wall_time_s = clock.total()
@@ -106,21 +127,32 @@ def _states_of_every_rank(sums: EpochSums, world_size: int) -> list[dict[str, An
     """`sums.state()` of every rank, in rank order (all ranks call it at the same step)."""
     if world_size == 1:
         return [sums.state()]
-    counts = torch.stack([sums.errors, sums.first_bad, torch.full_like(sums.errors, sums.examples),
-                          torch.full_like(sums.errors, sums.steps)])
+    counts = torch.stack(
+        [
+            sums.errors,
+            sums.first_bad,
+            torch.full_like(sums.errors, sums.examples),
+            torch.full_like(sums.errors, sums.steps),
+        ]
+    )
     every_count = [torch.empty_like(counts) for _ in range(world_size)]
     every_loss = [torch.empty_like(sums.loss) for _ in range(world_size)]
     torch.distributed.all_gather(every_count, counts)
     torch.distributed.all_gather(every_loss, sums.loss)
-    return [EpochSums(loss, count[0], count[1], int(count[2]), int(count[3])).state()
-            for loss, count in zip(every_loss, every_count)]
+    return [
+        EpochSums(loss, count[0], count[1], int(count[2]), int(count[3])).state()
+        for loss, count in zip(every_loss, every_count)
+    ]
 
 
 def _epoch_row(cfg: DictConfig, dist: DistContext, cell: Cell, epoch: int, stats: EpochStats) -> dict[str, Any]:
     """metrics.csv's row of an epoch: schedule values, training means over ranks, test and gradient norm on rank 0."""
     row: dict[str, Any] = {
-        "epoch": epoch + 1, "stage": cell.schedule.stage_at(epoch), "batch_size": cell.schedule.batch_size_at(epoch),
-        "lr": stats.lr, "rho": stats.rho,
+        "epoch": epoch + 1,
+        "stage": cell.schedule.stage_at(epoch),
+        "batch_size": cell.schedule.batch_size_at(epoch),
+        "lr": stats.lr,
+        "rho": stats.rho,
         # Each rank saw its share of the epoch: the epoch's means are the means over ranks.
         "train_loss": float(distributed.all_reduce_mean(stats.loss)),
         "train_error": float(distributed.all_reduce_mean(stats.error)),
@@ -138,8 +170,16 @@ def _epoch_row(cfg: DictConfig, dist: DistContext, cell: Cell, epoch: int, stats
 def _log_epoch(row: dict[str, Any], epochs: int) -> None:
     log.info(
         "epoch %d/%d stage %d batch %d lr %.4g rho %.4g | train loss %.4f err %.2f%% | test loss %s err %s",
-        row["epoch"], epochs, row["stage"], row["batch_size"], row["lr"], row["rho"], row["train_loss"],
-        row["train_error"], _fmt(row.get("test_loss")), _fmt(row.get("test_error"), "%"),
+        row["epoch"],
+        epochs,
+        row["stage"],
+        row["batch_size"],
+        row["lr"],
+        row["rho"],
+        row["train_loss"],
+        row["train_error"],
+        _fmt(row.get("test_loss")),
+        _fmt(row.get("test_error"), "%"),
     )
 
 
@@ -154,5 +194,6 @@ def epoch_bar(cfg: DictConfig, epochs: int, start: int, is_main: bool) -> Iterab
         return left
     from tqdm import tqdm
 
-    return tqdm(left, total=epochs, initial=start, desc=f"{cfg.optimizer.name}-{cfg.schedule.name}",
-                unit="epoch", leave=False)
+    return tqdm(
+        left, total=epochs, initial=start, desc=f"{cfg.optimizer.name}-{cfg.schedule.name}", unit="epoch", leave=False
+    )

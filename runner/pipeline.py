@@ -24,8 +24,9 @@ Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 class Loader(Protocol):
     """What both loaders answer: the batches of an epoch, from a batch on, in an order fixed by (seed, epoch)."""
 
-    def batches(self, epoch: int, batch_size: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        ...
+    def batches(
+        self, epoch: int, batch_size: int, start_batch: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 @dataclass
@@ -72,8 +73,9 @@ def _pad_for(dataset_cfg: DictConfig) -> int:
     return max(1, int(dataset_cfg.image_size) // 8)
 
 
-def _device_pipelines(cfg: DictConfig, device: torch.device, rank: int, world_size: int,
-                      channels_last: bool) -> Pipelines:
+def _device_pipelines(
+    cfg: DictConfig, device: torch.device, rank: int, world_size: int, channels_last: bool
+) -> Pipelines:
     """The whole dataset on the device, batches cut there (in-memory datasets)."""
     dataset_cfg = cfg.dataset
     train_x, train_y = data.load_tensors(dataset_cfg, "train")
@@ -83,43 +85,82 @@ def _device_pipelines(cfg: DictConfig, device: torch.device, rank: int, world_si
         return DeviceLoader(x, y, mean=list(dataset_cfg.mean), std=list(dataset_cfg.std), device=device, **options)
 
     in_order = dict(augment=False, seed=0, shuffle=False, drop_last=False)
-    train = loader(train_x, train_y, augment=str(dataset_cfg.augment) != "none", pad=_pad_for(dataset_cfg),
-                   seed=int(cfg.seed), shuffle=True, drop_last=True, channels_last=channels_last)
+    train = loader(
+        train_x,
+        train_y,
+        augment=str(dataset_cfg.augment) != "none",
+        pad=_pad_for(dataset_cfg),
+        seed=int(cfg.seed),
+        shuffle=True,
+        drop_last=True,
+        channels_last=channels_last,
+    )
     subset = int(cfg.train.grad_norm_examples)
     return Pipelines(
         train=train if world_size == 1 else _RankShare(train, rank, world_size),
         test_set=loader(test_x, test_y, **in_order),
         grad_norm_set=loader(train_x[:subset], train_y[:subset], **in_order) if subset > 0 else None,
-        eval_batch_size=int(cfg.train.eval_batch_size), batch_transform=None, world_size=world_size, rank=rank,
+        eval_batch_size=int(cfg.train.eval_batch_size),
+        batch_transform=None,
+        world_size=world_size,
+        rank=rank,
     )
 
 
-def _torchvision_pipelines(cfg: DictConfig, device: torch.device, rank: int, world_size: int,
-                           channels_last: bool) -> Pipelines:
+def _torchvision_pipelines(
+    cfg: DictConfig, device: torch.device, rank: int, world_size: int, channels_last: bool
+) -> Pipelines:
     """Datasets read and transformed by DataLoader workers (ImageNet, the ViT recipe); each rank reads its share."""
     dataset_cfg = cfg.dataset
     eval_batch = int(cfg.train.eval_batch_size)
     workers, pin = int(dataset_cfg.get("num_workers", 4)), device.type == "cuda"
     train_set = data.build_dataset(dataset_cfg, "train", augment=str(dataset_cfg.augment) != "none")
     train = data.build_loader(
-        train_set, int(cfg.schedule.stages[0]["batch_size"]) // world_size, shuffle=True, seed=int(cfg.seed),
-        drop_last=True, num_workers=workers, repeated_aug=int(cfg.train.repeated_aug), rank=rank,
-        world_size=world_size, pin_memory=pin,
+        train_set,
+        int(cfg.schedule.stages[0]["batch_size"]) // world_size,
+        shuffle=True,
+        seed=int(cfg.seed),
+        drop_last=True,
+        num_workers=workers,
+        repeated_aug=int(cfg.train.repeated_aug),
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin,
     )
-    test_set = data.build_loader(data.build_dataset(dataset_cfg, "test", augment=False), eval_batch, shuffle=False,
-                                 seed=0, drop_last=False, num_workers=workers, pin_memory=pin)
+    test_set = data.build_loader(
+        data.build_dataset(dataset_cfg, "test", augment=False),
+        eval_batch,
+        shuffle=False,
+        seed=0,
+        drop_last=False,
+        num_workers=workers,
+        pin_memory=pin,
+    )
     subset = int(cfg.train.grad_norm_examples)
     grad_norm_set = None
     if subset > 0:
         plain = data.build_dataset(dataset_cfg, "train", augment=False)
-        grad_norm_set = data.build_loader(torch.utils.data.Subset(plain, range(subset)), eval_batch, shuffle=False,
-                                          seed=0, drop_last=False, num_workers=0)
+        grad_norm_set = data.build_loader(
+            torch.utils.data.Subset(plain, range(subset)),
+            eval_batch,
+            shuffle=False,
+            seed=0,
+            drop_last=False,
+            num_workers=0,
+        )
     mixing = data.mixup_cutmix(
         {"mixup_prob": float(cfg.train.mixup_cutmix_prob), "label_smoothing": float(cfg.train.label_smoothing)},
         int(dataset_cfg.num_classes),
     )
-    return Pipelines(train=train, test_set=test_set, grad_norm_set=grad_norm_set, eval_batch_size=eval_batch,
-                     batch_transform=mixing, world_size=world_size, rank=rank)
+    return Pipelines(
+        train=train,
+        test_set=test_set,
+        grad_norm_set=grad_norm_set,
+        eval_batch_size=eval_batch,
+        batch_transform=mixing,
+        world_size=world_size,
+        rank=rank,
+    )
 
 
 # The loaders a dataset config may name (`dataset.loader`), each building a run's pipelines.

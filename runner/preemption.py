@@ -92,8 +92,9 @@ class Preemption:
                 signal.raise_signal(signum)  # the default action: for USR2 and TERM, the process ends here
             # SIG_IGN: ignored, as it would have been
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._restore()
         if exc_type is None:
             self.forward()

@@ -30,6 +30,7 @@ from runner.validate import ConfigError, validate
 
 log = logging.getLogger("runner")
 
+
 def check_same_cell(stored: dict | None, cfg: DictConfig, what: str, run_dir: Path) -> None:
     """Refuse to resume or skip on the strength of a run made with other hyperparameters.
 
@@ -127,8 +128,9 @@ def _run_unlocked(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         distributed.teardown()
 
 
-def _train_and_record(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext,
-                      notes: dict[str, Any]) -> dict[str, Any]:
+def _train_and_record(
+    cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, notes: dict[str, Any]
+) -> dict[str, Any]:
     started = time.time()
     precision = resolve_precision(str(cfg.precision), dist.device)
     trackers = open_loggers(cfg, run_dir, {"variant": str(cfg.variant or "")}) if dist.is_main else Loggers([])
@@ -138,8 +140,15 @@ def _train_and_record(cfg: DictConfig, run_dir: Path, dist: distributed.DistCont
         trackers.close()  # without log_final the trackers mark the run interrupted; a requeue resumes it
 
 
-def _train_and_write(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, notes: dict[str, Any],
-                     trackers: Loggers, started: float, precision: str) -> dict[str, Any]:
+def _train_and_write(
+    cfg: DictConfig,
+    run_dir: Path,
+    dist: distributed.DistContext,
+    notes: dict[str, Any],
+    trackers: Loggers,
+    started: float,
+    precision: str,
+) -> dict[str, Any]:
     try:
         if dist.is_main:
             config = OmegaConf.create(records.config_container(cfg))
@@ -147,15 +156,26 @@ def _train_and_write(cfg: DictConfig, run_dir: Path, dist: distributed.DistConte
         summary = _train(cfg, run_dir, dist, precision, trackers)
     except Diverged as error:
         log.error("%s", error)
-        record = records.build_record(cfg, "diverged", error=str(error), diverged_at_step=error.step,
-                                      precision=precision, wall_time_s=time.time() - started)
+        record = records.build_record(
+            cfg,
+            "diverged",
+            error=str(error),
+            diverged_at_step=error.step,
+            precision=precision,
+            wall_time_s=time.time() - started,
+        )
         status = "diverged"
     except ConfigError:
         raise
     except Exception as error:  # the sweep goes on; the record says why this cell did not
         log.error("run failed: %s\n%s", error, traceback.format_exc())
-        record = records.build_record(cfg, "failed", error=f"{type(error).__name__}: {error}",
-                                      precision=precision, wall_time_s=time.time() - started)
+        record = records.build_record(
+            cfg,
+            "failed",
+            error=f"{type(error).__name__}: {error}",
+            precision=precision,
+            wall_time_s=time.time() - started,
+        )
         status = "failed"
     else:
         record, status = summary, "completed"
@@ -168,8 +188,9 @@ def _train_and_write(cfg: DictConfig, run_dir: Path, dist: distributed.DistConte
     return _outcome(status, run_dir, test_error=record.get("test_error"), error=record.get("error"))
 
 
-def _train(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str,
-           trackers: Loggers) -> dict[str, Any]:
+def _train(
+    cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str, trackers: Loggers
+) -> dict[str, Any]:
     """Build the cell, continue it from its checkpoint if it has one, train the epochs left, finish."""
     cell = build_cell(cfg, dist, precision)
     progress = _start_or_resume(cell, run_dir)
@@ -182,21 +203,33 @@ def _start_or_resume(cell: Cell, run_dir: Path) -> ckpt.Progress:
     """Where training starts: the checkpoint's state loaded into the cell, or the beginning."""
     checkpoint_path = run_dir / ckpt.CHECKPOINT_FILE
     if not checkpoint_path.exists():
-        log.info("training %s: %d epochs, %d steps, precision %s, device %s",
-                 run_dir, cell.schedule.epochs, cell.schedule.total_steps, cell.precision, cell.device)
+        log.info(
+            "training %s: %d epochs, %d steps, precision %s, device %s",
+            run_dir,
+            cell.schedule.epochs,
+            cell.schedule.total_steps,
+            cell.precision,
+            cell.device,
+        )
         return ckpt.Progress()
     progress = ckpt.load_checkpoint(checkpoint_path, cell.model, cell.optimizer, cell.grad_scaler)
     if progress.epoch_in_progress is None:
         log.info("resuming %s from epoch %d (step %d)", run_dir, progress.epoch, progress.step)
     else:
-        log.info("resuming %s mid-epoch: epoch %d at batch %d of %d (step %d)", run_dir, progress.epoch + 1,
-                 progress.step - cell.schedule.epoch_start_step(progress.epoch),
-                 cell.schedule.steps_in_epoch(progress.epoch), progress.step)
+        log.info(
+            "resuming %s mid-epoch: epoch %d at batch %d of %d (step %d)",
+            run_dir,
+            progress.epoch + 1,
+            progress.step - cell.schedule.epoch_start_step(progress.epoch),
+            cell.schedule.steps_in_epoch(progress.epoch),
+            progress.step,
+        )
     return progress
 
 
-def _finish(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, cell: Cell, progress: ckpt.Progress,
-            clock: Clock) -> dict[str, Any]:
+def _finish(
+    cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, cell: Cell, progress: ckpt.Progress, clock: Clock
+) -> dict[str, Any]:
     """After the last epoch: the final test numbers, model.pt, the sharpness measures and the record."""
     final = progress.metrics[-1] if progress.metrics else {}
     if final.get("test_error") is None and dist.is_main:  # resumed after the last epoch's checkpoint
@@ -209,13 +242,18 @@ def _finish(cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, cell:
             from runner.remeasure.measures import measure_all
 
             log.info("measuring sharpness: %s", ", ".join(cfg.sharpness.keys()))
-            sharpness_values = measure_all(cell.model, cfg.dataset, cfg.sharpness, device=cell.device,
-                                           seed=int(cfg.seed))
+            sharpness_values = measure_all(
+                cell.model, cfg.dataset, cfg.sharpness, device=cell.device, seed=int(cfg.seed)
+            )
     return records.build_record(
-        cfg, "completed",
+        cfg,
+        "completed",
         metrics={key: final.get(key) for key in ("test_error", "test_loss", "train_error", "train_loss")},
-        sharpness=sharpness_values, epochs=cell.schedule.epochs, steps=progress.step,
-        wall_time_s=clock.total(), precision=cell.precision,
+        sharpness=sharpness_values,
+        epochs=cell.schedule.epochs,
+        steps=progress.step,
+        wall_time_s=clock.total(),
+        precision=cell.precision,
     )
 
 

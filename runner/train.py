@@ -79,23 +79,34 @@ class EpochSums:
 
     @classmethod
     def zeros(cls, device: torch.device) -> EpochSums:
-        return cls(torch.zeros((), device=device, dtype=torch.float64),
-                   torch.zeros((), device=device, dtype=torch.int64),
-                   torch.full((), -1, device=device, dtype=torch.int64))
+        return cls(
+            torch.zeros((), device=device, dtype=torch.float64),
+            torch.zeros((), device=device, dtype=torch.int64),
+            torch.full((), -1, device=device, dtype=torch.int64),
+        )
 
     def state(self) -> dict[str, Any]:
         """The sums as a mid-epoch checkpoint stores them: CPU tensors and ints (weights-only loadable)."""
-        return {"loss": self.loss.detach().cpu().clone(), "errors": self.errors.detach().cpu().clone(),
-                "first_bad": self.first_bad.detach().cpu().clone(), "examples": int(self.examples),
-                "steps": int(self.steps)}
+        return {
+            "loss": self.loss.detach().cpu().clone(),
+            "errors": self.errors.detach().cpu().clone(),
+            "first_bad": self.first_bad.detach().cpu().clone(),
+            "examples": int(self.examples),
+            "steps": int(self.steps),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: torch.device) -> EpochSums:
         def tensor(key: str, dtype: torch.dtype) -> torch.Tensor:
             return state[key].to(device, dtype, copy=True)  # its own storage: the sums grow in place
 
-        return cls(tensor("loss", torch.float64), tensor("errors", torch.int64), tensor("first_bad", torch.int64),
-                   int(state["examples"]), int(state["steps"]))
+        return cls(
+            tensor("loss", torch.float64),
+            tensor("errors", torch.int64),
+            tensor("first_bad", torch.int64),
+            int(state["examples"]),
+            int(state["steps"]),
+        )
 
     def stats(self, optimizer: torch.optim.Optimizer) -> EpochStats:
         """The epoch's means, with the lr and rho its last step used (reads the device once)."""
@@ -213,8 +224,9 @@ def train_steps(
             x, y = batch_transform(x, y)
         step = first_step + sums.steps
         schedule.apply(optimizer, step)
-        loss, logits = _training_step(model, optimizer, x, y, loss_fn=loss_fn, precision=precision, device=device,
-                                      grad_scaler=grad_scaler)
+        loss, logits = _training_step(
+            model, optimizer, x, y, loss_fn=loss_fn, precision=precision, device=device, grad_scaler=grad_scaler
+        )
         sums.loss += loss.double() * x.shape[0]
         sums.errors += _error_count(logits, y)
         bad = ~torch.isfinite(loss)

@@ -32,7 +32,7 @@ from conftest import FAST, REPO, launch
 # out one of those batches (before its step), on the ranks in SAM_TEST_PREEMPT_RANKS (default all).
 # With SAM_TEST_REQUEUE_MARKS=<file> it first installs a handler like submitit's: note the signal
 # in that file, then exit with submitit's status (-1).
-HOOKS = textwrap.dedent('''
+HOOKS = textwrap.dedent("""
     import os
     import sys
 
@@ -78,14 +78,22 @@ HOOKS = textwrap.dedent('''
 
 
     _install()
-''')
+""")
 
 # ViT with stochastic depth: every step draws from torch's global RNG, so a resume that did not
 # restore the RNG state of the step it stopped at would train differently. GSAM with a cosine
 # schedule: lr and rho change every step. 8 steps per epoch (256 examples, batch 32).
-CELL = [*(arg for arg in FAST if not arg.startswith("model.")), "model=vit_tiny", "model.depth=1",
-        "model.embed_dim=32", "model.num_heads=2", "model.drop_path_rate=0.2", "optimizer=gsam",
-        "schedule=cosine", "train.epochs=3"]
+CELL = [
+    *(arg for arg in FAST if not arg.startswith("model.")),
+    "model=vit_tiny",
+    "model.depth=1",
+    "model.embed_dim=32",
+    "model.num_heads=2",
+    "model.drop_path_rate=0.2",
+    "optimizer=gsam",
+    "schedule=cosine",
+    "train.epochs=3",
+]
 COMPARED = ("test_error", "test_loss", "train_error", "train_loss", "sharpness", "steps", "epochs", "status")
 
 
@@ -118,8 +126,11 @@ def _hooked(tmp_path: Path, at: str, **settings: str) -> dict[str, str]:
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(HOOKS)
-    return {"PYTHONPATH": os.pathsep.join([str(hooks), str(REPO)]), "SAM_TEST_PREEMPT_AT": at,
-            **{f"SAM_TEST_{key.upper()}": value for key, value in settings.items()}}
+    return {
+        "PYTHONPATH": os.pathsep.join([str(hooks), str(REPO)]),
+        "SAM_TEST_PREEMPT_AT": at,
+        **{f"SAM_TEST_{key.upper()}": value for key, value in settings.items()},
+    }
 
 
 def _epoch_in_progress(cell: Path) -> list[dict] | None:
@@ -179,7 +190,8 @@ def test_a_pending_signal_waits_while_an_exception_is_on_its_way_out():
             raise RuntimeError("diverged")  # its record is written before the job may end
         assert received == []
         assert signal.getsignal(signal.SIGUSR2) is not None and not isinstance(
-            getattr(signal.getsignal(signal.SIGUSR2), "__self__", None), Preemption)
+            getattr(signal.getsignal(signal.SIGUSR2), "__self__", None), Preemption
+        )
     finally:
         signal.signal(signal.SIGUSR2, before)
 
@@ -195,7 +207,7 @@ def test_the_watched_signals_follow_submitit(monkeypatch):
 
 def test_without_a_handler_the_process_ends_by_the_signal_once_handed_on(tmp_path):
     """The default action after the checkpoint: what the signal would have done without the hook."""
-    script = textwrap.dedent(f'''
+    script = textwrap.dedent(f"""
         import importlib.util, signal
         spec = importlib.util.spec_from_file_location("p", {str(REPO / "runner" / "preemption.py")!r})
         p = importlib.util.module_from_spec(spec); spec.loader.exec_module(p)
@@ -204,7 +216,7 @@ def test_without_a_handler_the_process_ends_by_the_signal_once_handed_on(tmp_pat
             print("noted", preemption.requested(), flush=True)
             preemption.forward()
             print("still alive", flush=True)
-    ''')
+    """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == -signal.SIGTERM, result.stderr
     assert result.stdout.split("\n")[0] == "noted True" and "still alive" not in result.stdout
@@ -236,8 +248,9 @@ def _tiny_epoch_setup(loader_kind: str):
     from sam_opt import SAM
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
-                                torch.nn.LazyLinear(3))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(3)
+    )
     generator = torch.Generator().manual_seed(1)
     images, labels = torch.randint(0, 256, (96, 3, 8, 8), dtype=torch.uint8, generator=generator), torch.arange(96) % 3
     if loader_kind == "device":
@@ -254,9 +267,19 @@ def _tiny_epoch_setup(loader_kind: str):
 def _train(model, optimizer, loader, schedule, sums, stop=None) -> bool:
     from runner.train import train_steps
 
-    return train_steps(model, optimizer, loader.batches(1, 16, start_batch=sums.steps), sums, schedule=schedule,
-                       first_step=schedule.epoch_start_step(1), loss_fn=torch.nn.CrossEntropyLoss(),
-                       precision="fp32", device=torch.device("cpu"), check_every=4, stop=stop)
+    return train_steps(
+        model,
+        optimizer,
+        loader.batches(1, 16, start_batch=sums.steps),
+        sums,
+        schedule=schedule,
+        first_step=schedule.epoch_start_step(1),
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        precision="fp32",
+        device=torch.device("cpu"),
+        check_every=4,
+        stop=stop,
+    )
 
 
 @pytest.mark.parametrize("loader_kind", ["device", "torchvision"])
@@ -369,14 +392,27 @@ def test_submitit_local_job_is_requeued_by_submitit_and_resumes_mid_epoch(tmp_pa
 
 
 # Two ranks on the gloo backend; divergence checked (and preemption agreed) every 2 steps.
-DDP_CELL = [*(arg for arg in CELL if not arg.startswith(("optimizer=", "model.drop_path_rate", "sharpness"))),
-            "optimizer=sam", "model.drop_path_rate=0.0", "sharpness=none", "train.divergence_check_every=2"]
+DDP_CELL = [
+    *(arg for arg in CELL if not arg.startswith(("optimizer=", "model.drop_path_rate", "sharpness"))),
+    "optimizer=sam",
+    "model.drop_path_rate=0.0",
+    "sharpness=none",
+    "train.divergence_check_every=2",
+]
 
 
 def _torchrun(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **env}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(REPO / "launch.py"), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "launch.py"),
+        *args,
+    ]
     return subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600)
 
 

@@ -364,11 +364,12 @@ def test_usr2_mid_epoch_checkpoints_that_step_and_the_requeued_job_resumes_there
     with the result of a run never interrupted."""
     # Two epochs of 16384 examples: 512 steps each, tens of seconds on the test machine.
     long_epochs = ["optimizer=sam", "schedule=constant", "train.epochs=2", "dataset.train_size=16384", "device=cpu"]
+
+    def training() -> bool:
+        return any("training " in log.read_text() for log in sweep.root.rglob("run.log"))
+
     process = sweep.start(*long_epochs)
     try:
-        def training() -> bool:
-            return any("training " in log.read_text() for log in sweep.root.rglob("run.log"))
-
         _wait_for(training, 300, "the job to start training", sweep, process)
         time.sleep(1.0)  # inside the first epoch's optimizer steps
         ((job_id, state),) = sweep.jobs()
@@ -379,9 +380,14 @@ def test_usr2_mid_epoch_checkpoints_that_step_and_the_requeued_job_resumes_there
         reference_root = tmp_path / "reference"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         cell_args = [arg for arg in FAST if arg != "device=cpu"] + long_epochs
-        reference_run = subprocess.run([sys.executable, str(REPO / "launch.py"), *cell_args,
-                                        f"results_root={reference_root}"],
-                                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        reference_run = subprocess.run(
+            [sys.executable, str(REPO / "launch.py"), *cell_args, f"results_root={reference_root}"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert reference_run.returncode == 0, reference_run.stderr[-3000:]
         returncode, output = _finish(sweep, process, timeout=600)
     finally:
