@@ -22,7 +22,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST, REPO
 
 pytestmark = pytest.mark.slurm
@@ -31,8 +30,11 @@ SLURM_BIN = REPO / "tests" / "slurm" / "bin"
 TEST_CLUSTER = "samtest"  # ClusterName in tests/slurm/slurm.conf.in
 GRID = ["optimizer=sgd,sam,gsam", "schedule=constant,batch,cosine"]
 # FAST's values differ from the primary config's, so its cells carry a variant segment (runner.identity).
-VARIANT = {"constant": "batch_size=32,epochs=2,width=8", "cosine": "batch_size=32,epochs=2,width=8",
-           "batch": "epochs=2,increasing_batch_sizes=32-64,width=8"}
+VARIANT = {
+    "constant": "batch_size=32,epochs=2,width=8",
+    "cosine": "batch_size=32,epochs=2,width=8",
+    "batch": "epochs=2,increasing_batch_sizes=32-64,width=8",
+}
 
 
 def cell_dir(optimizer: str, schedule: str, variant: str | None = None) -> str:
@@ -61,16 +63,22 @@ def _cluster_problem() -> str | None:
     if "is UP" not in ping.stdout:
         return f"slurmctld is not up ({(ping.stdout + ping.stderr).strip()}); run tests/slurm/start_cluster.sh"
     config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
-    cluster = next((line.split("=", 1)[1].strip() for line in config.splitlines()
-                    if line.startswith("ClusterName")), "?")
+    cluster = next(
+        (line.split("=", 1)[1].strip() for line in config.splitlines() if line.startswith("ClusterName")), "?"
+    )
     if cluster != TEST_CLUSTER and os.environ.get("SAM_TEST_SLURM_ANY_CLUSTER") != "1":
         # Never send test jobs to a real cluster by accident (e.g. pytest on a login node).
-        return (f"this SLURM is cluster {cluster!r}, not the test cluster {TEST_CLUSTER!r} of tests/slurm; "
-                f"set SAM_TEST_SLURM_ANY_CLUSTER=1 to run the slurm tests on it anyway")
+        return (
+            f"this SLURM is cluster {cluster!r}, not the test cluster {TEST_CLUSTER!r} of tests/slurm; "
+            f"set SAM_TEST_SLURM_ANY_CLUSTER=1 to run the slurm tests on it anyway"
+        )
     if not os.access(SLURM_BIN / "sacct", os.X_OK):
         return f"{SLURM_BIN / 'sacct'} is not executable (chmod +x it)"
-    usable = [line for line in nodes.stdout.splitlines()
-              if line.split()[0] in ("idle", "mixed", "allocated", "completing") and "gpu" in line]
+    usable = [
+        line
+        for line in nodes.stdout.splitlines()
+        if line.split()[0] in ("idle", "mixed", "allocated", "completing") and "gpu" in line
+    ]
     if not usable:
         return f"no usable node with gpu gres (sinfo: {nodes.stdout.strip()!r}); run tests/slurm/start_cluster.sh"
     return None
@@ -87,8 +95,12 @@ def cluster() -> None:
 
 def _squeue(name: str) -> list[tuple[str, str]]:
     """(job id, state) of every job called `name`, finished ones included (MinJobAge keeps them)."""
-    out = subprocess.run(["squeue", "-h", "-a", "-r", "--states=all", "-n", name, "-o", "%i|%T"],
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-a", "-r", "--states=all", "-n", name, "-o", "%i|%T"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     return [tuple(line.split("|", 1)) for line in out.split()]
 
 
@@ -126,15 +138,17 @@ class Sweep:
         return [sys.executable, str(REPO / "launch.py"), "-m", *kept, *overrides]
 
     def run(self, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(self.args(*overrides), cwd=REPO, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            self.args(*overrides), cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
     def start(self, *overrides: str) -> subprocess.Popen:
         """The sweep in the background; its output goes to `self.output` (a file: no pipe to fill)."""
         self.output = self.root.parent / f"{self.name}.out"
         with open(self.output, "w") as handle:
-            return subprocess.Popen(self.args(*overrides), cwd=REPO, env=self.env, stdout=handle,
-                                    stderr=subprocess.STDOUT, text=True)
+            return subprocess.Popen(
+                self.args(*overrides), cwd=REPO, env=self.env, stdout=handle, stderr=subprocess.STDOUT, text=True
+            )
 
     def output_text(self) -> str:
         return self.output.read_text()
@@ -156,8 +170,9 @@ def sweep(tmp_path: Path):
     s.cancel_all()
 
 
-def _wait_for(condition, timeout: float, what: str, sweep: Sweep | None = None,
-              process: subprocess.Popen | None = None) -> None:
+def _wait_for(
+    condition, timeout: float, what: str, sweep: Sweep | None = None, process: subprocess.Popen | None = None
+) -> None:
     deadline = time.time() + timeout
     while not condition():
         if process is not None and process.poll() is not None:
@@ -174,7 +189,7 @@ def _finish(sweep: Sweep, process: subprocess.Popen, timeout: float) -> tuple[in
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        raise AssertionError(f"the sweep hung for {timeout:.0f} s:\n{sweep.output_text()[-4000:]}")
+        raise AssertionError(f"the sweep hung for {timeout:.0f} s:\n{sweep.output_text()[-4000:]}") from None
     return process.returncode, sweep.output_text()
 
 
@@ -210,8 +225,7 @@ def test_nine_cell_sweep_on_fake_gpus(finished_grid):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     found = _records(grid.root)
-    expected = {grid.root / cell_dir(o, s)
-                for o in ("sgd", "sam", "gsam") for s in ("constant", "batch", "cosine")}
+    expected = {grid.root / cell_dir(o, s) for o in ("sgd", "sam", "gsam") for s in ("constant", "batch", "cosine")}
     assert set(found) == expected, output[-4000:]
     assert all(record["status"] == "completed" for record in found.values()), found
 
@@ -227,8 +241,14 @@ def test_nine_cell_sweep_on_fake_gpus(finished_grid):
     assert summary["finished"] and summary["counts"]["completed"] == 9, summary
     assert "Sweep summary: 9 cells" in result.stdout
 
-    tables = subprocess.run([sys.executable, "-m", "analysis", str(grid.sweep_dir), "--figures", "none"],
-                            cwd=REPO, env=grid.env, capture_output=True, text=True, timeout=300)
+    tables = subprocess.run(
+        [sys.executable, "-m", "analysis", str(grid.sweep_dir), "--figures", "none"],
+        cwd=REPO,
+        env=grid.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert tables.returncode == 0, tables.stdout[-3000:] + tables.stderr[-3000:]
     assert "GSAM" in tables.stdout and "no result.json" not in tables.stdout, tables.stdout[-3000:]
 
@@ -257,8 +277,14 @@ def uninterrupted(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("uninterrupted")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cell = [arg for arg in FAST if arg != "device=cpu"] + LONG_CELL
-    result = subprocess.run([sys.executable, str(REPO / "launch.py"), *cell, f"results_root={root}"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), *cell, f"results_root={root}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root / cell_dir("sam", "constant", LONG_VARIANT)
 
@@ -291,8 +317,10 @@ def test_interrupted_cell_resumes_in_its_folder(sweep, uninterrupted, interrupti
     assert folder == cell
     log = (cell / "run.log").read_text()
     assert "resuming" in log, log
-    resumed, reference = json.loads((cell / "result.json").read_text()), json.loads(
-        (uninterrupted / "result.json").read_text())
+    resumed, reference = (
+        json.loads((cell / "result.json").read_text()),
+        json.loads((uninterrupted / "result.json").read_text()),
+    )
     assert resumed["status"] == "completed", resumed.get("error")
     assert _without_timings({k: resumed[k] for k in COMPARED}) == _without_timings({k: reference[k] for k in COMPARED})
     assert _metrics(cell) == _metrics(uninterrupted)
