@@ -45,7 +45,8 @@ def load_digits_tensors(dataset_cfg: Mapping[str, Any], split: str) -> tuple[tor
     test_fraction = float(setting(dataset_cfg, "test_fraction"))
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(
-            f"dataset {dataset_name(dataset_cfg)}: dataset.test_fraction={test_fraction} must be in (0, 1)")
+            f"dataset {dataset_name(dataset_cfg)}: dataset.test_fraction={test_fraction} must be in (0, 1)"
+        )
     digits = load_digits()
     pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
     labels = digits.target.astype(np.int64)
