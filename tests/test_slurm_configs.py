@@ -123,10 +123,12 @@ def test_local_preset(clean_env):
 
 def test_sweep_summary_of_a_local_multirun(results_root):
     """Completed, failed (with its log) and, on a relaunch, skipped cells, in sweep_summary.json."""
-    broken = results_root / "adhoc" / "synthetic-resnet18" / "sam-constant" / "seed=0"
+    cell = "synthetic-resnet18/sam-constant/batch_size=32,epochs=2,width=8/seed=0"  # FAST's variant
+    broken = results_root / "adhoc" / cell
     (broken / "metrics.csv").mkdir(parents=True)  # the sam cell cannot write its metrics: it fails
     args = ["-m", *FAST, "optimizer=sgd,sam", f"results_root={results_root}", SUMMARY_CALLBACK]
-    first = launch(args, check=True)
+    first = launch(args)
+    assert first.returncode == 1, first.stderr  # a failed cell: the sweep's exit status says so
     summary_path = results_root / "adhoc" / "sweep_summary.json"
     summary = json.loads(summary_path.read_text())
     assert summary["finished"] is True
@@ -134,9 +136,9 @@ def test_sweep_summary_of_a_local_multirun(results_root):
     (failure,) = summary["failures"]
     assert Path(failure["log"]) == broken / "run.log" and failure["error"]
     assert Path(failure["log"]).exists()
-    assert "Sweep summary: 2 cells" in first.stdout and "FAILED synthetic-resnet18/sam-constant/seed=0" in first.stdout
+    assert "Sweep summary: 2 cells" in first.stdout and f"FAILED {cell}" in first.stdout
 
-    launch(args, check=True)  # the completed cell is skipped, the failed one tried again
+    assert launch(args).returncode == 1  # the completed cell is skipped, the failed one tried again
     again = json.loads(summary_path.read_text())
     assert again["sweep_id"] != summary["sweep_id"]
     assert again["counts"]["skipped"] == 1 and again["counts"]["failed"] == 1, again
