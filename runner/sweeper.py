@@ -89,8 +89,12 @@ class ValidatingSweeper(BasicSweeper):
         except OSError:
             pass
         batch = [cell.overrides + [f"variant='{cell.variant}'"] for cell in jobs]
-        results: Sequence[JobReturn] = self.launcher.launch(batch, initial_job_idx=0)
-        return [results]
+        # `max_batch_size` bounds how many jobs one launch starts (the local launcher runs a batch at once).
+        size = self.max_batch_size or len(batch)
+        results: list[Sequence[JobReturn]] = []
+        for start in range(0, len(batch), size):
+            results.append(self.launcher.launch(batch[start : start + size], initial_job_idx=start))
+        return results
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))

@@ -43,6 +43,7 @@ def test_every_group_has_its_options():
         "paper/imagenet_resnet50",
         "paper/cifar100_vit_tiny",
         "grid",
+        "digits_study",
     }
 
 

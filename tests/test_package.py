@@ -204,7 +204,19 @@ def test_installed_scripts_train_remeasure_tabulate_and_report_outside_the_check
 
     # A two-cell multirun through the ValidatingSweeper plugin (it writes sweep_plan.json).
     sweep = _run(
-        venv, ["sam-train", "-m", "experiment=demo", *TINY, *where, "optimizer=sgd,sam", "schedule=constant"], elsewhere
+        venv,
+        [
+            "sam-train",
+            "-m",
+            "experiment=demo",
+            *TINY,
+            *where,
+            "optimizer=sgd,sam",
+            "schedule=constant",
+            "seed=0",
+            "hydra/launcher=basic",
+        ],
+        elsewhere,
     )
     assert (results / "demo" / "sweep_plan.json").exists(), sweep.stdout + sweep.stderr
     records = [json.loads(p.read_text()) for p in (results / "demo").rglob("result.json")]

@@ -94,3 +94,14 @@ def test_a_sweep_with_a_failed_cell_exits_non_zero(tmp_path):
     assert "failed: 2" in result.stdout
     # Each failure is summarised with its real reason, not as a killed job.
     assert result.stdout.count("FAILED ") == 2 and "killed" not in result.stdout
+
+
+def test_max_batch_size_launches_a_sweep_in_slices(results_root):
+    result = launch(
+        ["-m", *QUICK, "optimizer=sgd,sam,gsam", "hydra.sweeper.max_batch_size=2", f"results_root={results_root}"]
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(records(results_root)) == 3
+    # Hydra announces each launch: two slices (2 + 1 jobs), numbered on from the first.
+    assert result.stdout.count("Launching 2 jobs locally") == 1 and result.stdout.count("Launching 1 jobs locally") == 1
+    assert "#2 : " in result.stdout
