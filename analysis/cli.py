@@ -125,25 +125,25 @@ def write_figures(report: Report, out: Path, which: str) -> tuple[list[Path], li
     if which == "none":
         return written, warnings
     runs = report.loaded.runs
-    for s in report.sections:
-        if s.table.stats is None or s.table.stats.empty:  # no completed run: nothing to draw
+    for section in report.sections:
+        if section.table.stats is None or section.table.stats.empty:  # no completed run: nothing to draw
             continue
-        options = {"experiment": s.experiment, "variant": s.variant}
+        options = {"experiment": section.experiment, "variant": section.variant}
         try:
-            figure = plot_table(runs, s.dataset, s.model, sharpness=report.sharpness, **options)
-            written += save_figure(figure, out / "figures" / s.table.key)
+            figure = plot_table(runs, section.dataset, section.model, sharpness=report.sharpness, **options)
+            written += save_figure(figure, out / "figures" / section.table.key)
         except Exception as exc:  # a plotting bug must not cost the tables
-            warnings.append(f"figure for {s.table.title}: {one_line(exc)}")
-        frame, unreadable = curve_frame(select_runs(runs, s.dataset, s.model, **options).runs)
+            warnings.append(f"figure for {section.table.title}: {one_line(exc)}")
+        frame, unreadable = curve_frame(select_runs(runs, section.dataset, section.model, **options).runs)
         if which != "all":  # with per-run curves, those say which metrics.csv cannot be read
             warnings += [f"curves of {line}" for line in unreadable]
         if frame.empty:
             continue
         try:
-            figure = plot_grid_curves(runs, s.dataset, s.model, frame=frame, **options)
-            written += save_figure(figure, out / "figures" / f"{s.table.key}-curves")
+            figure = plot_grid_curves(runs, section.dataset, section.model, frame=frame, **options)
+            written += save_figure(figure, out / "figures" / f"{section.table.key}-curves")
         except Exception as exc:
-            warnings.append(f"curves for {s.table.title}: {one_line(exc)}")
+            warnings.append(f"curves for {section.table.title}: {one_line(exc)}")
     for view in report.sweeps:
         try:
             written += save_figure(plot_sweep(view.sweep, report.sharpness), out / "figures" / view.table.key)

@@ -13,7 +13,7 @@ A cell runs as one process per GPU. Who the processes are comes from, in order:
 The backend follows the device: NCCL on CUDA, gloo on the CPU (what the tests
 use). The runner keeps every stage's effective batch size equal to the
 configured one by giving each rank `per_rank_batch_size(batch, world_size)`
-examples, and only the main rank writes records.
+examples (runner.pipeline), and only the main rank writes records.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import datetime
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -158,15 +157,6 @@ def barrier() -> None:
     """Wait for every rank (no-op for a single process), e.g. before rank 0 reads what all wrote."""
     if _active():
         dist.barrier()
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank `src`'s picklable `obj` on every rank (e.g. the resume decision, a seed, a stop flag)."""
-    if not _active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor | float:

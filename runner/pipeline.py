@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from runner import data
 from runner.device_loader import DeviceLoader
+from runner.distributed import per_rank_batch_size
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -47,7 +48,7 @@ class Pipelines:
 
     def train_batches(self, epoch: int, global_batch_size: int, start_batch: int = 0) -> Iterator:
         """This rank's share of each global batch of `epoch`, from global batch `start_batch` on."""
-        return self.train.batches(epoch, global_batch_size // self.world_size, start_batch)
+        return self.train.batches(epoch, per_rank_batch_size(global_batch_size, self.world_size), start_batch)
 
     def test(self) -> Batches:
         return self.test_set.batches(0, self.eval_batch_size)
@@ -68,11 +69,6 @@ class _RankShare:
             yield x[lo:hi], y[lo:hi]
 
 
-def _pad_for(dataset_cfg: DictConfig) -> int:
-    """Padding of the random crop: 4 px for 32 px images, as in the protocol (image_size / 8)."""
-    return max(1, int(dataset_cfg.image_size) // 8)
-
-
 def _device_pipelines(
     cfg: DictConfig, device: torch.device, rank: int, world_size: int, channels_last: bool
 ) -> Pipelines:
@@ -89,7 +85,7 @@ def _device_pipelines(
         train_x,
         train_y,
         augment=str(dataset_cfg.augment) != "none",
-        pad=_pad_for(dataset_cfg),
+        pad=data.crop_padding(int(dataset_cfg.image_size)),
         seed=int(cfg.seed),
         shuffle=True,
         drop_last=True,
@@ -117,7 +113,7 @@ def _torchvision_pipelines(
     train_set = data.build_dataset(dataset_cfg, "train", augment=str(dataset_cfg.augment) != "none")
     train = data.build_loader(
         train_set,
-        int(cfg.schedule.stages[0]["batch_size"]) // world_size,
+        per_rank_batch_size(int(cfg.schedule.stages[0]["batch_size"]), world_size),
         shuffle=True,
         seed=int(cfg.seed),
         drop_last=True,
@@ -163,8 +159,9 @@ def _torchvision_pipelines(
     )
 
 
-# The loaders a dataset config may name (`dataset.loader`), each building a run's pipelines.
-LOADERS: dict[str, Callable[..., Pipelines]] = {"device": _device_pipelines, "torchvision": _torchvision_pipelines}
+# The builder of each loader a dataset config may name (`dataset.loader`, registered in
+# `runner.data.LOADERS`, which validation reads); tests/test_registries.py keeps the two equal.
+BUILDERS: dict[str, Callable[..., Pipelines]] = {"device": _device_pipelines, "torchvision": _torchvision_pipelines}
 
 
 def build_pipelines(
@@ -176,6 +173,6 @@ def build_pipelines(
     saving the training step a copy per batch.
     """
     kind = str(cfg.dataset.loader)
-    if kind not in LOADERS:
-        raise ValueError(f"dataset.loader={kind!r} is not one of {', '.join(LOADERS)}")
-    return LOADERS[kind](cfg, device, rank, world_size, channels_last)
+    if kind not in BUILDERS:
+        raise ValueError(f"dataset.loader={kind!r} is not one of {', '.join(BUILDERS)}")
+    return BUILDERS[kind](cfg, device, rank, world_size, channels_last)

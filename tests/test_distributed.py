@@ -65,7 +65,6 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
             "mean_float": distributed.all_reduce_mean(float(ctx.rank)),
             "mean_tensor": distributed.all_reduce_mean(torch.tensor([ctx.rank, 10.0 * ctx.rank])).tolist(),
             "mean_int": distributed.all_reduce_mean(torch.tensor(ctx.rank + 1)).item(),
-            "broadcast": distributed.broadcast_object({"from": ctx.rank}),
             "per_rank_batch": distributed.per_rank_batch_size(64, ctx.world_size),
         }
         distributed.barrier()
@@ -84,7 +83,6 @@ def test_collectives_on_two_gloo_processes(tmp_path):
         assert result["mean_float"] == pytest.approx(0.5)
         assert result["mean_tensor"] == pytest.approx([0.5, 5.0])
         assert result["mean_int"] == pytest.approx(1.5)
-        assert result["broadcast"] == {"from": 0}
         assert result["per_rank_batch"] == 32
 
 
@@ -96,7 +94,6 @@ def test_single_process_without_launcher(monkeypatch):
     assert ctx.device == torch.device("cpu")
     # The helpers are no-ops on one process, so the runner calls them unconditionally.
     assert distributed.all_reduce_mean(2.5) == 2.5
-    assert distributed.broadcast_object("x") == "x"
     distributed.barrier()
     distributed.teardown()
 

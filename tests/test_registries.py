@@ -138,6 +138,13 @@ def test_the_loaders_are_one_tuple():
     assert runner.data.LOADERS is LOADERS == ("device", "torchvision")
 
 
+def test_every_registered_loader_has_a_pipeline_builder_and_no_other():
+    from runner.data import LOADERS
+    from runner.pipeline import BUILDERS
+
+    assert tuple(BUILDERS) == LOADERS
+
+
 # -- the validation layer reads the same registries ------------------------------------------------------
 
 
