@@ -3,55 +3,11 @@
     python -m runner.status <sweep folder> [--watch [SECONDS]] [--json]
     sam-status <sweep folder> ...
 
-Everything is read from the files the runs and the launcher write, so it works
-while the launcher waits, after it was killed, on a finished sweep, and from
-any machine that sees the results folder; it never talks to the launching
-process. Read, never executed or unpickled:
-
-- `<sweep>/sweep_plan.json`: the cells of the latest launch (those it skipped
-  as finished included) and each launched cell's `job_num`. Without a plan
-  (older sweeps, single runs) the cells are the folders under the sweep that
-  hold `result.json`, `metrics.csv`, `checkpoint.pt` or `config.yaml`; cells
-  found on disk beyond the plan (earlier launches) are listed too.
-- per cell: `result.json` (status), `metrics.csv` (epochs, metrics, per-epoch
-  cumulative `wall_time_s`), `config.yaml` (N = `train.epochs`, read as plain
-  YAML), `checkpoint.pt` (only whether it exists and when it was written) and
-  `.lock` (JSON: host, pid, slurm_job_id, started; its holder is checked).
-- `<sweep>/.outcomes/<sweep_id>/<job_num>.json` (each job's outcome and job
-  id) and `<sweep>/.submitit/<array>_<job_num>/` (SLURM array tasks of the
-  newest array submitted after the plan).
-- `squeue` and `sacct`, when present; when they are missing or fail there is
-  simply no scheduler column.
-
-States, the first rule that applies wins:
-
-1. `running` / `busy`: the cell's `.lock` has a live holder (same host: its pid
-   runs, as runner.lock decides; another host: its SLURM job is running, or
-   there is no job or no scheduler to ask). `busy` when this launch did not run the cell because someone else held
-   it (plan action `skip-running`, or the job's outcome says `busy`).
-2. `running`: the cell's SLURM job is RUNNING and no result newer than the
-   cell's checkpoint/metrics exists (runs from before lock files; a job that
-   just started).
-3. `pending`: the cell's SLURM job, or the job of its lock's holder, is
-   PENDING (queued, requeued, held).
-4. `completed` / `failed` / `diverged`: result.json's status, unless
-   checkpoint.pt or metrics.csv are newer than it (a relaunch resumed the cell
-   and stopped: rule 6).
-5. `failed`: this launch's outcome for the cell says failed or diverged but
-   there is no current result (the job raised before writing one).
-6. `unfinished`: the run started (checkpoint.pt, metrics.csv, config.yaml or
-   a stale `.lock` exist, or this launch's outcome says unfinished) but nobody
-   is working on it: relaunching the sweep resumes it.
-7. `pending`: nothing written yet.
-
-Timing: a cell's wall time is the cumulative training time of metrics.csv
-(result.json's for a finished cell), plus the time since the last epoch for a
-running one. Its ETA assumes the remaining epochs take as long as its recent
-epochs of the current batch size. A cell without timed epochs is estimated
-from the most similar timed cells (same folder but the seed, then the same
-optimizer-schedule, the same dataset-model, any). The sweep's ETA spreads the
-work left on running and pending cells over as many workers as cells run now
-(at least one); unfinished cells are not counted, since nobody will run them.
+Everything is read from the files the runs and the launcher write (never executed
+or unpickled), so it works while the launcher waits, after it was killed, and on a
+finished sweep. docs/status.md lists the files read, the rules that decide a cell's
+state (the first that applies wins; `inspect_cell` applies them in that order) and
+how ETAs are estimated.
 """
 
 from __future__ import annotations
