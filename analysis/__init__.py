@@ -12,6 +12,8 @@ In a notebook:
     analysis.check_claims(runs, "cifar10", "resnet18")
     for sweep in analysis.find_sweeps(runs):         # a study over rho, lr, ...
         analysis.sweep_table(sweep)                  # each column against the swept key
+    analysis.compare_columns(runs, analysis.Column.parse("batch"),   # a control across variants
+                             analysis.Column.parse("constant@epochs=62"))
 
 Values are `mean ± std` over seeds with the sample standard deviation
 (ddof=1); a cell with one seed shows its value alone. Failed, diverged and
@@ -24,6 +26,7 @@ from .claim_detail import claims_per_seed, paper_claims
 from .claim_stats import Comparison, Summary, sign_flip_p, summarize
 from .claims import Claim, check_claims, claims_for
 from .columns import read_runs_csv, write_runs_csv
+from .compare import Column, compare_columns
 from .figures import plot_curves, plot_table, save_figure
 from .grid_curves import curve_frame, plot_grid_curves
 from .load import LoadedRuns, completed, load_results, load_runs
@@ -38,6 +41,7 @@ from .tables import Table, paper_table
 
 __all__ = [
     "Claim",
+    "Column",
     "Comparison",
     "LoadedRuns",
     "Problem",
@@ -51,6 +55,7 @@ __all__ = [
     "check_claims",
     "claims_for",
     "claims_per_seed",
+    "compare_columns",
     "compare_with_paper",
     "completed",
     "curve_frame",
