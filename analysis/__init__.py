@@ -26,7 +26,6 @@ from .claim_detail import claims_per_seed, paper_claims
 from .claim_stats import Comparison, Summary, sign_flip_p, summarize
 from .claims import Claim, check_claims, claims_for
 from .columns import read_runs_csv, write_runs_csv
-from .compare import Column, compare_columns
 from .figures import plot_curves, plot_table, save_figure
 from .grid_curves import curve_frame, plot_grid_curves
 from .load import LoadedRuns, completed, load_results, load_runs
@@ -84,3 +83,13 @@ __all__ = [
     "to_markdown",
     "write_runs_csv",
 ]
+
+
+def __getattr__(name: str):
+    # analysis.compare is also run as `python -m analysis.compare`; importing it here eagerly
+    # would load it twice (runpy warns), so its two names are looked up on first use.
+    if name in ("Column", "compare_columns"):
+        from . import compare
+
+        return getattr(compare, name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
