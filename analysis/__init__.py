@@ -12,8 +12,9 @@ In a notebook:
     analysis.check_claims(runs, "cifar10", "resnet18")
     for sweep in analysis.find_sweeps(runs):         # a study over rho, lr, ...
         analysis.sweep_table(sweep)                  # each column against the swept key
-    analysis.compare_columns(runs, analysis.Column.parse("batch"),   # a control across variants
-                             analysis.Column.parse("constant@epochs=62"))
+
+    from analysis.compare import Column, compare_columns    # a control across variants
+    compare_columns(runs, Column.parse("batch"), Column.parse("constant@epochs=62"))
 
 Values are `mean ± std` over seeds with the sample standard deviation
 (ddof=1); a cell with one seed shows its value alone. Failed, diverged and
@@ -40,7 +41,6 @@ from .tables import Table, paper_table
 
 __all__ = [
     "Claim",
-    "Column",
     "Comparison",
     "LoadedRuns",
     "Problem",
@@ -54,7 +54,6 @@ __all__ = [
     "check_claims",
     "claims_for",
     "claims_per_seed",
-    "compare_columns",
     "compare_with_paper",
     "completed",
     "curve_frame",
@@ -83,13 +82,3 @@ __all__ = [
     "to_markdown",
     "write_runs_csv",
 ]
-
-
-def __getattr__(name: str):
-    # analysis.compare is also run as `python -m analysis.compare`; importing it here eagerly
-    # would load it twice (runpy warns), so its two names are looked up on first use.
-    if name in ("Column", "compare_columns"):
-        from . import compare
-
-        return getattr(compare, name)
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .claim_stats import Comparison, Summary, effect_kind, format_effect, format_p, summarize
-from .load import completed, load_runs
+from .claims import cell_values
+from .load import load_runs
 from .names import OPTIMIZERS, cell_label
 from .stats import TEST_ERROR, choose_measure, measures_in, metric_column
 from .tables import Table
@@ -57,10 +58,7 @@ class Column:
 
     def values(self, runs: pd.DataFrame, optimizer: str, column: str) -> dict[int, float]:
         """`{seed: value}` of this column's completed runs of `optimizer`."""
-        rows = completed(runs)
-        rows = rows[(rows["optimizer"] == optimizer) & (rows["schedule"] == self.schedule)]
-        rows = rows[rows["variant"] == self.variant][["seed", column]].dropna()
-        return {int(seed): float(value) for seed, value in rows.itertuples(index=False, name=None)}
+        return cell_values(runs[runs["variant"] == self.variant], column).get((optimizer, self.schedule), {})
 
 
 def _optimizers(runs: pd.DataFrame, lower: Column, higher: Column) -> list[tuple[str, str]]:
