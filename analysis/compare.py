@@ -24,7 +24,7 @@ import pandas as pd
 
 from .claim_stats import Comparison, Summary, effect_kind, format_effect, format_p, summarize
 from .claims import cell_values
-from .load import load_runs
+from .load import completed, load_runs
 from .names import OPTIMIZERS, cell_label
 from .stats import TEST_ERROR, choose_measure, measures_in, metric_column
 from .tables import Table
@@ -107,6 +107,7 @@ def compare_columns(
         column, shown = metric_column(measure), f"sharpness ({measure})"
     else:
         column, shown = metric, metric
+    _check_present(runs, lower, higher)
     rows, tidy, everything = [], [], []
     optimizer_pairs = _optimizers(runs, lower, higher)
     for low_opt, high_opt in optimizer_pairs:
@@ -141,6 +142,19 @@ def compare_columns(
         key=f"{dataset}-{model}-compare",
         stats=pd.DataFrame(tidy),
     )
+
+
+def _check_present(runs: pd.DataFrame, *columns: Column) -> None:
+    """A column with no completed run is a typo, not a result: say which columns there are."""
+    done = completed(runs)[["optimizer", "schedule", "variant"]].drop_duplicates()
+    ran: dict[Column, set[str]] = {}
+    for optimizer, schedule, variant in done.itertuples(index=False):
+        ran.setdefault(Column(schedule, variant), set()).add(optimizer)
+    for column in columns:
+        optimizers = ran.get(Column(column.schedule, column.variant), set())
+        if not optimizers or (column.optimizer and column.optimizer not in optimizers):
+            names = ", ".join(sorted(str(c) for c in ran))
+            raise ValueError(f"column {str(column)!r} has no completed run here; columns: {names}")
 
 
 def _mean(values: dict[int, float]) -> str:

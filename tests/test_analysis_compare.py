@@ -101,8 +101,19 @@ def test_a_single_seed_is_said_plainly(tmp_path):
     assert any("One seed" in note for note in table.notes)
 
 
-def test_columns_that_match_nothing_say_so(study):
-    table = compare_columns(analysis.load_runs(study), Column("batch"), Column("constant", "epochs=99"))
+@pytest.mark.parametrize("typo", ["constant@epoch=62", "cosine", "adam/batch"])
+def test_a_column_without_runs_is_refused_naming_the_columns_there(study, typo):
+    with pytest.raises(ValueError) as error:
+        compare_columns(analysis.load_runs(study), Column("batch"), Column.parse(typo))
+    assert str(error.value) == (
+        f"column {typo!r} has no completed run here; columns: batch, constant, constant@epochs=62"
+    )
+
+
+def test_columns_without_a_common_seed_say_so(tmp_path):
+    write_run(tmp_path, optimizer="sam", schedule="batch", seed=0, test_error=2.0, sharpness=0.1)
+    write_run(tmp_path, optimizer="sam", schedule="constant", seed=1, test_error=2.0, sharpness=0.2)
+    table = compare_columns(analysis.load_runs(tmp_path), Column("batch"), Column("constant"))
     assert {row[1] for row in table.rows} == {"n/a"}
     assert any("No seed has both sides" in note for note in table.notes)
 
