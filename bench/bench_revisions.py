@@ -45,7 +45,9 @@ def export_revision(revision: str, into: Path) -> Path:
         return ROOT
     into.mkdir(parents=True)
     archive = into.with_suffix(".tar")
-    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), revision], check=True)
+    exported = subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), revision], capture_output=True)
+    if exported.returncode != 0:
+        raise SystemExit(f"error: revision {revision!r} is not a commit of this repository (try a hash from git log)")
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
     return into
