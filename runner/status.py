@@ -43,6 +43,8 @@ CELL_MARKERS = (RESULT_FILE, METRICS_FILE, CHECKPOINT_FILE, CONFIG_FILE)
 
 STATES = ("running", "busy", "pending", "unfinished", "completed", "failed", "diverged")
 RESULT_STATES = ("completed", "failed", "diverged")
+# Cells that someone works on or will: the only ones with an ETA.
+ACTIVE_STATES = ("running", "busy", "pending")
 # Base states of squeue/sacct: a job that computes now, and one that will.
 SLURM_ACTIVE = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "RESIZING", "POWER_UP_NODE"}
 SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD"}
@@ -104,6 +106,7 @@ class CellStatus:
     scheduler_state: str | None = None
     lock: dict[str, Any] | None = None
     error: str | None = None
+    log: str | None = None
     # Internal: a full-run duration this cell lends to estimates of untimed cells.
     _full_run_s: float | None = field(default=None, repr=False)
 
@@ -386,11 +389,13 @@ def inspect_cell(
         row.state = "pending"
 
     _fill_progress(row, metrics, result if result_current else None, now)
+    run_log = run_dir / "run.log"
+    row.log = str(run_log) if run_log.exists() else (outcome or {}).get("log")
     return row
 
 
 def _fill_progress(row: CellStatus, metrics: list[dict[str, Any]], result: dict[str, Any] | None, now: float) -> None:
-    """Epoch k, last metrics, wall time and the cell's own ETA."""
+    """Epoch k, last metrics, wall time and the cell's own ETA (only for cells someone works on or will)."""
     if metrics:
         last = metrics[-1]
         row.epoch = _int(last.get("epoch")) or len(metrics)
@@ -415,15 +420,27 @@ def _fill_progress(row: CellStatus, metrics: list[dict[str, Any]], result: dict[
         return
     if per_epoch is not None and row.epochs:
         row._full_run_s = per_epoch * row.epochs
-    if row.state in RESULT_STATES:
-        return
+    if row.state not in ACTIVE_STATES:
+        return  # failed, diverged, or unfinished with nobody on it: it will not end by itself
     if per_epoch is not None and row.epochs and row.epoch is not None:
         left = per_epoch * max(row.epochs - row.epoch, 0)
         if row.state in ("running", "busy"):
-            since = now - (_mtime(Path(row.run_dir) / METRICS_FILE) or now)
-            row.wall_time_s = (row.wall_time_s or 0.0) + max(since, 0.0)
-            left = max(left - max(since, 0.0), 0.0)
+            since = _since_progress(row, now)
+            row.wall_time_s = (row.wall_time_s or 0.0) + since
+            left = max(left - since, 0.0)
         row.eta_s = left
+
+
+def _since_progress(row: CellStatus, now: float) -> float:
+    """Seconds the current process has trained since the cell's last epoch was written.
+
+    metrics.csv's wall times count training only, across resumes; the time since
+    its last write counts from when the current holder of the lock started
+    when that is later, so the idle gap before a resume is not counted.
+    """
+    marks = [_mtime(Path(row.run_dir) / METRICS_FILE), _float((row.lock or {}).get("started"))]
+    latest = max((m for m in marks if m is not None), default=now)
+    return max(now - latest, 0.0)
 
 
 # ---------------------------------------------------------------- the sweep
@@ -442,14 +459,14 @@ def _similarity_keys(cell: str) -> list[str]:
 
 
 def _estimate_untimed(cells: list[CellStatus]) -> None:
-    """Give pending and untimed cells the mean full-run time of their most similar timed cells."""
+    """Give active cells without timed epochs the mean full-run time of their most similar timed cells."""
     pool: dict[str, list[float]] = {}
     for cell in cells:
         if cell._full_run_s:
             for key in _similarity_keys(cell.cell):
                 pool.setdefault(key, []).append(cell._full_run_s)
     for cell in cells:
-        if cell.eta_s is not None or cell.state in RESULT_STATES:
+        if cell.eta_s is not None or cell.state not in ACTIVE_STATES:
             continue
         for key in _similarity_keys(cell.cell):
             if key in pool:
@@ -461,17 +478,27 @@ def _estimate_untimed(cells: list[CellStatus]) -> None:
 
 
 def sweep_eta(cells: list[CellStatus]) -> tuple[float | None, int]:
-    """(seconds until running and pending cells are done, workers assumed); None when a cell has no estimate."""
+    """(seconds until running and pending cells are done, workers assumed); None when a cell has no estimate.
+
+    As many workers as cells run now (at least one). Pending cells take the
+    first free worker in launch order, so a pending cell's ETA becomes the time
+    it will be done (its wait plus its own run), marked as an estimate.
+    """
     active = [c for c in cells if c.state in ("running", "busy")]
-    queued = [c for c in cells if c.state == "pending"]
+    queued = sorted((c for c in cells if c.state == "pending"), key=lambda c: (c.job_num is None, c.job_num or 0))
     workers = max(len(active), 1)
     if not active and not queued:
         return 0.0, workers
     if any(c.eta_s is None for c in active + queued):
         return None, workers
-    longest = max((c.eta_s or 0.0 for c in active), default=0.0)
-    total = sum(c.eta_s or 0.0 for c in active + queued)
-    return max(longest, total / workers), workers
+    free_at = sorted(c.eta_s or 0.0 for c in active) or [0.0]
+    free_at += [0.0] * (workers - len(free_at))
+    for cell in queued:
+        start = free_at.pop(0)
+        cell.eta_s = start + (cell.eta_s or 0.0)
+        cell.eta_estimated = cell.eta_estimated or start > 0
+        free_at = sorted([*free_at, cell.eta_s])
+    return max(free_at), workers
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -613,6 +640,46 @@ def _shorten(text: str, width: int) -> str:
     return text[:head] + "..." + text[len(text) - (width - 3 - head) :]
 
 
+def short_names(names: Sequence[str]) -> tuple[list[str], str | None]:
+    """The cell names without the path parts every cell shares, and the pattern of those parts.
+
+    `digits-resnet18/sgd-constant/seed=0` and `digits-resnet18/sam-batch/seed=0`
+    become `sgd-constant` and `sam-batch`, shared as `digits-resnet18/*/seed=0`:
+    a narrow table keeps the part that tells rows apart. Names of equal depth
+    lose every part that is the same in all of them; otherwise only the shared
+    leading and trailing parts go. No name is left empty; one cell keeps its name.
+    """
+    split = [Path(name).parts for name in names]
+    if len(split) < 2 or any(not parts for parts in split):
+        return list(names), None
+    depth = len(split[0])
+    if all(len(parts) == depth for parts in split):
+        shared = [all(parts[i] == split[0][i] for parts in split) for i in range(depth)]
+        if all(shared) or not any(shared):
+            return list(names), None
+    else:
+        shortest = min(len(parts) for parts in split)
+        lead = 0
+        while lead < shortest - 1 and all(parts[lead] == split[0][lead] for parts in split):
+            lead += 1
+        tail = 0
+        while tail < shortest - lead - 1 and all(parts[-1 - tail] == split[0][-1 - tail] for parts in split):
+            tail += 1
+        if not lead and not tail:
+            return list(names), None
+        kept = ["/".join(parts[lead : len(parts) - tail]) for parts in split]  # the varying middle, of any depth
+        pattern = "/".join([*split[0][:lead], "*", *(split[0][len(split[0]) - tail :] if tail else [])])
+        return kept, pattern
+    kept = ["/".join(p for p, same in zip(parts, shared) if not same) for parts in split]
+    pattern_parts: list[str] = []
+    for part, same in zip(split[0], shared):
+        if same:
+            pattern_parts.append(part)
+        elif not pattern_parts or pattern_parts[-1] != "*":
+            pattern_parts.append("*")
+    return kept, "/".join(pattern_parts)
+
+
 def format_table(status: dict[str, Any], width: int = 100) -> str:
     """The status as one aligned table, counts and the ETA, at most `width` columns wide (cell paths cut)."""
     cells = status["cells"]
@@ -632,15 +699,16 @@ def format_table(status: dict[str, Any], width: int = 100) -> str:
         columns.append(("job", "job", False))
     if status["scheduler"]:
         columns.append(("slurm", "slurm", False))
+    names, shared = short_names([c["cell"] for c in cells])
     table = []
-    for c in cells:
+    for c, name in zip(cells, names):
         epoch = "-" if c["epoch"] is None and c["epochs"] is None else f"{c['epoch'] or 0}/{c['epochs'] or '?'}"
-        eta = "-" if c["state"] in RESULT_STATES else format_duration(c["eta_s"])
+        eta = format_duration(c["eta_s"]) if c["state"] in ACTIVE_STATES else "-"
         if c["eta_estimated"] and c["eta_s"] is not None:
             eta = "~" + eta
         table.append(
             {
-                "cell": c["cell"],
+                "cell": name,
                 "state": c["state"],
                 "epoch": epoch,
                 "train": _pct(c["train_error"]),
@@ -658,14 +726,15 @@ def format_table(status: dict[str, Any], width: int = 100) -> str:
         return {key: max([len(head)] + [len(r[key]) for r in table]) for key, head, _ in cols}
 
     gap = 2
-    for optional in ("test_loss", "train_loss"):  # losses go first when the table is too wide
+    # Losses, then the train error, go when the table is too wide.
+    for optional in ("test_loss", "train_loss", "train"):
         w = widths(columns)
         if sum(w.values()) + gap * (len(columns) - 1) <= width:
             break
         columns = [col for col in columns if col[0] != optional]
     w = widths(columns)
     others = sum(v for k, v in w.items() if k != "cell") + gap * (len(columns) - 1)
-    w["cell"] = max(min(w["cell"], width - others), 16)
+    w["cell"] = max(min(w["cell"], width - others), 12)
 
     def line(values: dict[str, str]) -> str:
         out = []
@@ -680,7 +749,13 @@ def format_table(status: dict[str, Any], width: int = 100) -> str:
         head = f"sweep {status['sweep_dir']}\n  launch {plan.get('sweep_id')} ({plan.get('launcher')}, {when})"
     else:
         head = f"sweep {status['sweep_dir']}\n  no {PLAN_FILE}: the cells found on disk"
-    lines = [head, "", line({key: header for key, header, _ in columns})]
+    if shared:
+        head += f"\n  cells: {shared}"
+    lines = [
+        *(_shorten(text, width) for text in head.splitlines()),
+        "",
+        line({key: header for key, header, _ in columns}),
+    ]
     lines += [line(r) for r in table]
 
     counts = status["counts"]
@@ -700,9 +775,9 @@ def format_table(status: dict[str, Any], width: int = 100) -> str:
         )
     if counts["unfinished"]:
         lines.append(f"{counts['unfinished']} unfinished: nobody works on them; relaunch the sweep to resume them")
-    for c in cells:
+    for c, name in zip(cells, names):
         if c["state"] in ("failed", "diverged") and c["error"]:
-            lines.append(_shorten(f"{c['state']} {c['cell']}: {c['error']}", width))
+            lines.append(_shorten(f"{c['state']} {name}: {c['error']}", width))
     return "\n".join(lines)
 
 

@@ -174,12 +174,17 @@ def _status(*args: str) -> subprocess.CompletedProcess:
 
 
 def _rows(table: str) -> dict[str, list[str]]:
-    """The table's rows by cell path, split into columns (two or more spaces apart)."""
+    """The table's rows by full cell path, split into columns (two or more spaces apart).
+
+    The fixture's cells share `digits-resnet18/*/seed=0`, which the table says once
+    and leaves out of the rows; the rows are keyed by the full path again here.
+    """
+    assert "cells: digits-resnet18/*/seed=0" in table, table
     rows = {}
     for line in table.splitlines():
         cells = re.split(r"\s{2,}", line.strip())
-        if cells and cells[0].startswith("digits-"):
-            rows[cells[0]] = cells
+        if cells and re.fullmatch(r"(sgd|sam|gsam)-(constant|batch)", cells[0]):
+            rows[f"digits-resnet18/{cells[0]}/seed=0"] = cells
     return rows
 
 
@@ -203,7 +208,7 @@ def test_the_table_shows_every_state_and_epoch(sweep):
     assert rows[COMPLETED][3:5] == ["0.5%", "6.5%"]
     assert max(len(line) for line in done.stdout.splitlines()) <= 100
     assert "6 cells: 1 running, 1 pending, 2 unfinished, 1 completed, 1 failed" in done.stdout
-    assert "failed digits-resnet18/sam-constant/seed=0: RuntimeError: CUDA error" in done.stdout
+    assert "failed sam-constant: RuntimeError: CUDA error" in done.stdout
     assert "2 unfinished: nobody works on them" in done.stdout
 
 
@@ -229,8 +234,11 @@ def test_json_gives_states_epochs_and_eta(sweep):
     since = status["generated_at"] - (sweep / RUNNING / "metrics.csv").stat().st_mtime
     assert running["eta_s"] == pytest.approx(max(30.0 - since, 0.0), abs=0.01) and not running["eta_estimated"]
     assert running["wall_time_s"] == pytest.approx(20.0 + since, abs=0.01)
-    # Not started: the mean full run of the timed cells (50, 12*5, 10*5, 8*5, 8*5 s).
-    assert cells[PENDING]["eta_s"] == pytest.approx(48.0) and cells[PENDING]["eta_estimated"]
+    # Not started: it waits for the one worker, then runs as long as the mean full run of the
+    # timed cells (50, 12*5, 10*5, 8*5, 8*5 s).
+    assert cells[PENDING]["eta_s"] == pytest.approx(running["eta_s"] + 48.0) and cells[PENDING]["eta_estimated"]
+    # Unfinished cells (nobody on them) and failed ones have no ETA.
+    assert [cells[c]["eta_s"] for c in (UNFINISHED, STALE_LOCK, FAILED)] == [None, None, None]
     assert cells[COMPLETED]["action"] == "skip-finished" and cells[COMPLETED]["job_num"] is None
     assert cells[FAILED]["error"].startswith("RuntimeError")
     assert status["counts"] == {
@@ -431,7 +439,7 @@ def test_slurm_cells_map_to_the_newest_array_and_its_states(tmp_path):
     ]
     assert rows[cells[3]]["lock"]["verified"] is True
     table = st.format_table(status)
-    assert re.search(r"seed=0\s+pending .* 205_0\s+PD", table) and re.search(r"205_1\s+R$", table, re.M)
+    assert re.search(r"^sgd-constant\s+pending .* 205_0\s+PD", table, re.M) and re.search(r"205_1\s+R$", table, re.M)
 
     # The holder's job was requeued: it will resume the cell.
     answers["300"] = "PENDING"
@@ -485,3 +493,64 @@ def test_no_scheduler_commands_means_no_scheduler_answer(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # neither squeue nor sacct
     assert st.query_scheduler(["205_0"]) is None
     assert st.query_scheduler([]) == {}
+
+
+# ------------------------------------------------------------------ 80 columns and ETAs of resumed cells
+
+
+def test_short_names_drop_what_every_cell_shares():
+    same_depth = [
+        "digits-resnet18/sgd-constant/epochs=20,width=4/seed=0",
+        "digits-resnet18/sam-batch/epochs=20,width=4/seed=1",
+    ]
+    assert st.short_names(same_depth) == (
+        ["sgd-constant/seed=0", "sam-batch/seed=1"],
+        "digits-resnet18/*/epochs=20,width=4/*",
+    )
+    # The preset's cell has no variant segment: only the shared leading and trailing parts go.
+    study = ["demo/sam-constant/seed=0", "demo/sam-constant/rho=0.02/seed=0", "demo/sam-constant/rho=0.1/seed=0"]
+    assert st.short_names(study) == (["seed=0", "rho=0.02/seed=0", "rho=0.1/seed=0"], "demo/sam-constant/*")
+    two_columns = ["demo/sgd-constant/seed=0", "demo/sam-constant/rho=0.1/seed=0"]
+    assert st.short_names(two_columns) == (["sgd-constant", "sam-constant/rho=0.1"], "demo/*/seed=0")
+    # One cell, or names that share nothing, stay whole.
+    assert st.short_names(["a/b/seed=0"]) == (["a/b/seed=0"], None)
+    assert st.short_names(["a/seed=0", "b/seed=1"]) == (["a/seed=0", "b/seed=1"], None)
+
+
+def test_an_80_column_table_keeps_the_part_that_tells_cells_apart(tmp_path):
+    sweep = tmp_path / "digits_study"
+    variant = "epochs=20,increasing_batch_sizes=8-16-32-64,width=4"
+    cells = [f"digits-resnet18/{o}-{s}/{variant}/seed=0" for o in ("sgd", "sam", "gsam") for s in ("constant", "batch")]
+    _plan(sweep, [(cell, i, "launch") for i, cell in enumerate(cells)])
+    for cell in cells:
+        _write(sweep / cell / "config.yaml", _config())
+        _write(sweep / cell / "metrics.csv", _metrics([10.0]), time.time() - 50)
+    table = st.format_table(st.collect(sweep), width=80)
+    assert max(len(line) for line in table.splitlines()) <= 80, table
+    rows = [line.split()[0] for line in table.splitlines() if "unfinished" in line.split()[1:2]]
+    assert rows == ["sgd-constant", "sgd-batch", "sam-constant", "sam-batch", "gsam-constant", "gsam-batch"], table
+    assert "  cells: digits-resnet18/*/epochs=20," in table and "seed=0" in table
+
+
+def test_a_resumed_cell_does_not_count_the_idle_gap(tmp_path):
+    """Killed after 1 of 5 epochs (10 s each) an hour ago; resumed by a process that started 3 s ago."""
+    sweep = tmp_path / "demo"
+    now = time.time()
+    _plan(sweep, [(RUNNING, 0, "launch"), (UNFINISHED, 1, "launch")])
+    _write(sweep / RUNNING / "config.yaml", _config(), now - 3600)
+    _write(sweep / RUNNING / "metrics.csv", _metrics([10.0]), now - 3600)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # a live lock holder
+    try:
+        lock = json.loads(_lock(holder.pid))
+        _write(sweep / RUNNING / ".lock", json.dumps({**lock, "started": now - 3}))
+        _write(sweep / UNFINISHED / "config.yaml", _config(), now - 3600)
+        _write(sweep / UNFINISHED / "metrics.csv", _metrics([10.0, 20.0]), now - 3600)
+        cells = {c["cell"]: c for c in st.collect(sweep, now=now)["cells"]}
+    finally:
+        holder.kill()
+        holder.wait()
+    running = cells[RUNNING]
+    assert running["state"] == "running"
+    assert running["wall_time_s"] == pytest.approx(13.0, abs=0.01)  # 10 s trained before, 3 s since the resume
+    assert running["eta_s"] == pytest.approx(37.0, abs=0.01)  # 4 epochs of 10 s, 3 s of them done
+    assert cells[UNFINISHED]["state"] == "unfinished" and cells[UNFINISHED]["eta_s"] is None
