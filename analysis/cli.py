@@ -11,6 +11,7 @@ FOLDER/analysis; when FOLDER is read-only, ./analysis-<folder name>, see
     cells.csv, comparison.csv, claims.csv   tidy numbers behind the tables
     claims_per_seed.csv, paper_claims.csv   every comparison of a claim; the paper's tables checked alike
     sweeps.csv                         tidy numbers of the sweep views (when the folder sweeps a key)
+    search.csv                         the trials of an Optuna search (when the folder holds one)
     figures/<table>.png|pdf            grouped bars per table
     figures/<table>-curves.png|pdf     the table's cells overlaid: training loss, test error, gradient norm
     figures/<table>-sweep-<key>.png|pdf  a sweep view's lines: each column against the swept key
@@ -113,9 +114,10 @@ def write_tables(report: Report, out: Path, formats: list[str]) -> list[Path]:
         for name, part in parts:
             report.frame(part).to_csv(out / f"{name}.csv", index=False)
             written.append(out / f"{name}.csv")
-        if report.sweeps:
-            report.frame("sweeps").to_csv(out / "sweeps.csv", index=False)
-            written.append(out / "sweeps.csv")
+        for part, there in (("sweeps", report.sweeps), ("search", report.searches)):
+            if there:
+                report.frame(part).to_csv(out / f"{part}.csv", index=False)
+                written.append(out / f"{part}.csv")
     return written
 
 

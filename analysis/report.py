@@ -3,9 +3,14 @@
 A `Report` holds, per (experiment, dataset, model, variant), the
 paper-layout table, the comparison with the paper (for the preset's own
 values, when the paper has that table) and the claims check; the sweep view
-of every key a folder sweeps; and the summary of records left out. The CLI writes it to files and
-the terminal; a notebook or the demo can call `build_report` / `report_markdown`
-directly.
+of every key a folder sweeps; the trials of an Optuna search; and the summary of records left out.
+The CLI writes it to files and the terminal; a notebook or the demo can call `build_report` /
+`report_markdown` directly.
+
+Only what applies is printed: a claims check only for a table that has the cells of at least one
+claim (a study of one column has none), the paper's own claims only when one of ours applies, and
+for a study (a sweep view or a search) the per-variant tables of a single cell are left out, since
+the sweep view or the search table holds their numbers. Searches and sweep views come first.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from pathlib import Path
 import pandas as pd
 
 from .claim_detail import claims_per_seed, paper_claims
-from .claims import check_claims
+from .claims import NOT_CHECKED, check_claims
 from .load import LoadedRuns, load_results
 from .paper import compare_with_paper
 from .problems import summarize_problems
 from .render import latex_document_header, to_latex, to_markdown
+from .search import find_searches, search_table
 from .stats import table_keys
 from .sweeps import Sweep, find_sweeps, sweep_table
 from .tables import Table, paper_table
@@ -57,6 +63,18 @@ class Report:
     sharpness: str | None = None
     sweeps: list[SweepView] = field(default_factory=list)
     paper_claims: Table | None = None  # the paper's own tables checked like our seeds
+    searches: list[Table] = field(default_factory=list)  # one per Optuna search below the folder
+    search_notes: list[str] = field(default_factory=list)  # search.json files that could not be read
+
+    def is_study(self) -> bool:
+        """A folder that varies keys beyond the grid: its sweep views and searches say more than one cell."""
+        return bool(self.sweeps or self.searches)
+
+    def shown_sections(self) -> list[Section]:
+        """The per-variant sections worth printing: all of them, but for a study those with two cells or more."""
+        if not self.is_study():
+            return list(self.sections)
+        return [section for section in self.sections if _cells(section.table) >= 2]
 
     def headline(self) -> str:
         """One line: how many records were read and what became of them."""
@@ -73,15 +91,25 @@ class Report:
     def markdown(self) -> str:
         """The whole report as Markdown: tables, comparisons, claims, then the left-out records."""
         parts = [self.headline()]
-        for section in self.sections:
+        parts += [to_markdown(table, heading="##") for table in self.searches]
+        parts += [f"A search record could not be read: {note}" for note in self.search_notes]
+        parts += [to_markdown(view.table, heading="##") for view in self.sweeps]
+        shown = self.shown_sections()
+        for section in shown:
             parts.append(to_markdown(section.table, heading="##"))
             if section.comparison is not None:
                 parts.append(to_markdown(section.comparison, heading="###"))
-            parts.append(to_markdown(section.claims, heading="###"))
-            parts.append(to_markdown(section.claims_per_seed, heading="####"))
-        for view in self.sweeps:
-            parts.append(to_markdown(view.table, heading="##"))
-        if self.paper_claims is not None:
+            if _claims_apply(section):
+                parts.append(to_markdown(section.claims, heading="###"))
+                parts.append(to_markdown(section.claims_per_seed, heading="####"))
+        if len(shown) < len(self.sections):
+            left = len(self.sections) - len(shown)
+            views = " and ".join(name for name, there in (("search", self.searches), ("sweep", self.sweeps)) if there)
+            parts.append(
+                f"{left} table{'s' if left > 1 else ''} of a single cell (one per value studied) left out: "
+                f"the {views} views above hold their numbers, and runs.csv every run."
+            )
+        if self.paper_claims is not None and any(_claims_apply(section) for section in shown):
             parts.append(to_markdown(self.paper_claims, heading="##"))
         if not self.sections:
             parts.append("No records to tabulate.")
@@ -90,18 +118,21 @@ class Report:
 
     def latex(self) -> str:
         """All tables as LaTeX `table` environments, ready to `\\input`."""
-        tables = []
-        for section in self.sections:
+        tables = list(self.searches) + [view.table for view in self.sweeps]
+        shown = self.shown_sections()
+        for section in shown:
             tables += [section.table] + ([section.comparison] if section.comparison else [])
-            tables += [section.claims, section.claims_per_seed]
-        tables += [view.table for view in self.sweeps]
-        tables += [self.paper_claims] if self.paper_claims is not None else []
+            tables += [section.claims, section.claims_per_seed] if _claims_apply(section) else []
+        if self.paper_claims is not None and any(_claims_apply(section) for section in shown):
+            tables.append(self.paper_claims)
         return latex_document_header() + "\n\n".join(to_latex(t) for t in tables) + "\n"
 
     def frame(self, part: str) -> pd.DataFrame:
         """Tidy numbers: 'table' (cell stats), 'comparison', 'claims', 'claims_per_seed', 'sweeps', 'paper_claims'."""
         if part == "sweeps":
             frames = [view.table.stats for view in self.sweeps]
+        elif part == "search":
+            frames = [table.stats for table in self.searches]
         elif part == "paper_claims":
             frames = [self.paper_claims.stats] if self.paper_claims is not None else []
         else:
@@ -132,7 +163,25 @@ def build_report(source: LoadedRuns | str | os.PathLike, *, sharpness: str | Non
     if report.sections:
         report.paper_claims = paper_claims()
     report.sweeps = [SweepView(sweep, sweep_table(sweep, sharpness)) for sweep in find_sweeps(runs)]
+    searches, report.search_notes = find_searches(loaded.root)
+    report.searches = [search_table(search, loaded.root) for search in searches]
     return report
+
+
+def _cells(table: Table) -> int:
+    """Grid cells of a table with at least one completed run."""
+    stats = table.stats
+    if stats is None or stats.empty or "cell" not in stats:
+        return 0
+    return int(stats.loc[stats["n"] > 0, "cell"].nunique()) if "n" in stats else int(stats["cell"].nunique())
+
+
+def _claims_apply(section: Section) -> bool:
+    """Whether the folder has the cells of at least one claim of this table (else every row says n/a)."""
+    stats = section.claims.stats
+    if stats is None or stats.empty or "ours" not in stats:
+        return False
+    return bool((stats["ours"] != NOT_CHECKED).any())
 
 
 def report_markdown(folder: str | os.PathLike, *, sharpness: str | None = None) -> str:
