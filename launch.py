@@ -19,7 +19,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from runner.launch import exit_status, task
+from runner.launch import run_app, task
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -28,5 +28,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(exit_status())
+    sys.exit(run_app(main))

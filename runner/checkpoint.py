@@ -208,7 +208,16 @@ def load_checkpoint(
 
     Raises CorruptCheckpoint (before touching model or optimizer) when the file cannot be read safely.
     """
-    state = read_checkpoint(path)
+    return restore(read_checkpoint(path), model, optimizer, grad_scaler)
+
+
+def restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    grad_scaler: torch.amp.GradScaler | None = None,
+) -> Progress:
+    """Load a checkpoint read by `read_checkpoint` into model, optimizer, loss scale and RNGs."""
     unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if grad_scaler is not None and state.get("grad_scaler"):

@@ -17,7 +17,9 @@ file is written (a multirun checks every cell before launching any).
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import hydra
@@ -26,6 +28,7 @@ from omegaconf import DictConfig
 import runner
 from runner import sweep_summary
 from runner.config_dir import config_dir
+from runner.failures import describe
 
 # 1 once a single run ended in a state other than done (a multirun counts in its summary instead).
 _exit_status = 0
@@ -51,6 +54,38 @@ def exit_status() -> int:
     return _exit_status or sweep_summary.exit_status(sweep_summary.last_summary)
 
 
+def run_app(app: Callable[[], Any]) -> int:
+    """Run a `hydra.main` app and return the exit status; whatever stops it is one line on stderr.
+
+    Hydra prints its own multi-line report of a composition error (an unknown
+    key or option, an override it cannot parse) and exits 1; a fault of the
+    machine (a full disk, Ctrl-C) ends in tracebacks. Here Hydra is asked to
+    raise instead (`HYDRA_FULL_ERROR`, unless the user set it to see the
+    traceback), and each is said in one line: 2 for a command that cannot
+    work, 1 for a fault of the machine or a crash, 130 for an interrupt.
+    """
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        app()
+    except KeyboardInterrupt:
+        print(
+            "interrupted: cells that were training keep their last checkpoint; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as error:
+        if wants_traceback:
+            raise
+        status, line = describe(error)
+        print(f"error: {line}", file=sys.stderr)
+        return status
+    finally:
+        if not wants_traceback:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+    return exit_status()
+
+
 def main() -> None:
     """`sam-train`: Hydra's command line over the installed configs; exits with `exit_status()`."""
     try:
@@ -58,8 +93,7 @@ def main() -> None:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    hydra.main(config_path=str(conf), config_name="config", version_base="1.3")(task)()
-    sys.exit(exit_status())
+    sys.exit(run_app(hydra.main(config_path=str(conf), config_name="config", version_base="1.3")(task)))
 
 
 if __name__ == "__main__":

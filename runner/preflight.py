@@ -19,8 +19,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import data, records
-from runner.validate import ConfigError, validate
+from runner import cell_state, data, records
+from runner.validate import KEYS, ConfigError, validate
+from runner.value_checks import added_key_problems
 
 
 def task_config(config: DictConfig) -> DictConfig:
@@ -44,14 +45,24 @@ class Preflight(Callback):
         # The variant resolver reads the run's overrides from HydraConfig, which Hydra sets only later.
         HydraConfig.instance().set_config(config)
         task = task_config(config)
+        added = added_key_problems(OmegaConf.select(config, "hydra.overrides.task") or [], config, KEYS)
         try:
             validate(task)
-            data.prepare(task.dataset)
-        except (ConfigError, data.DatasetUnavailableError) as error:
-            _fail(str(error).splitlines(), 2)
+        except ConfigError as error:
+            _fail(added + str(error).splitlines(), 2)
+        if added:
+            _fail(added, 2)
         run_dir = Path(str(task.run_dir)).absolute()
         existing = records.read_result(run_dir)
-        if existing and existing.get("status") in records.FINISHED_STATUSES and not task.force:
+        finished = bool(existing) and existing.get("status") in records.FINISHED_STATUSES and not task.force
+        trouble = cell_state.problems(run_dir, Path(str(task.results_root)), force=task.force, will_train=not finished)
+        if trouble:
+            _fail(trouble, 2)
+        try:
+            data.prepare(task.dataset)
+        except data.DatasetUnavailableError as error:
+            _fail(str(error).splitlines(), 2)
+        if finished:
             from runner.run import check_same_cell
 
             try:
@@ -59,4 +70,7 @@ class Preflight(Callback):
             except ConfigError as error:
                 _fail(str(error).splitlines(), 2)
             print(f"{run_dir}: already {existing['status']} (result.json); nothing to do (force=true retrains)")
+            damage = cell_state.config_damage(run_dir)
+            if damage:
+                print(f"note: {damage}; result.json keeps the run's config", file=sys.stderr)
             sys.exit(0)

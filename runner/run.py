@@ -18,8 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner import cell_state, checkpoint_fit, data, distributed, identity, records
 from runner import checkpoint as ckpt
-from runner import data, distributed, identity, records
 from runner.cell import Cell, build_cell, build_optimizer  # noqa: F401  (build_optimizer: tests and the bench)
 from runner.io import atomic_write_text, remove_stale_temporaries
 from runner.lock import CellBusy, CellLock
@@ -89,9 +89,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if _finished(existing, cfg):
         check_same_cell(existing.get("config"), cfg, f"{existing['status']} run", run_dir)
         log.info("%s: already %s (result.json); nothing to do (force=true retrains)", run_dir, existing["status"])
+        damage = cell_state.config_damage(run_dir)
+        if damage:
+            log.warning("%s; result.json keeps the run's config", damage)
         return _outcome("skipped", run_dir, previous_status=existing["status"])
     if distributed.env_rank() != 0:  # rank 0 holds the lock for the whole cell
         return _run_unlocked(cfg, run_dir)
+    # Links out of the results root, folders where files go, a damaged record of a finished run, no write access.
+    trouble = cell_state.problems(run_dir, Path(str(cfg.results_root)), force=bool(cfg.force), will_train=True)
+    if trouble:
+        raise ConfigError("\n".join(trouble))
     try:
         with CellLock(run_dir):
             return _run_unlocked(cfg, run_dir)
@@ -108,6 +115,11 @@ def _run_unlocked(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     checkpoint_path = run_dir / ckpt.CHECKPOINT_FILE
     if distributed.env_rank() == 0:
         remove_stale_temporaries(run_dir)
+        damage = cell_state.record_damage(run_dir)
+        if damage:  # provably unfinished (no model.pt) or force=true: keep it for inspection, train anew
+            moved = cell_state.set_aside(run_dir / records.RESULT_FILE)
+            notes["record_set_aside"] = str(moved)
+            notes["warning"] = f"{run_dir / records.RESULT_FILE} was damaged ({damage}); moved it to {moved.name}"
         if cfg.force:
             checkpoint_path.unlink(missing_ok=True)
         elif checkpoint_path.exists():
@@ -153,7 +165,7 @@ def _train_and_write(
         if dist.is_main:
             config = OmegaConf.create(records.config_container(cfg))
             atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config))
-        summary = _train(cfg, run_dir, dist, precision, trackers)
+        summary = _train(cfg, run_dir, dist, precision, trackers, notes)
     except Diverged as error:
         log.error("%s", error)
         record = records.build_record(
@@ -189,11 +201,24 @@ def _train_and_write(
 
 
 def _train(
-    cfg: DictConfig, run_dir: Path, dist: distributed.DistContext, precision: str, trackers: Loggers
+    cfg: DictConfig,
+    run_dir: Path,
+    dist: distributed.DistContext,
+    precision: str,
+    trackers: Loggers,
+    notes: dict[str, Any],
 ) -> dict[str, Any]:
     """Build the cell, continue it from its checkpoint if it has one, train the epochs left, finish."""
     cell = build_cell(cfg, dist, precision)
-    progress = _start_or_resume(cell, run_dir)
+    try:
+        progress = _start_or_resume(cell, run_dir)
+    except ckpt.CorruptCheckpoint as corrupt:  # plain data that is not this cell's: set aside, start over
+        moved = ckpt.quarantine(corrupt.path)
+        notes["checkpoint_quarantined"] = str(moved)
+        notes["warning"] = f"{corrupt}; moved it to {moved.name} and started over"
+        log.warning("%s", notes["warning"])
+        cell = build_cell(cfg, dist, precision)  # loading may have changed weights and RNGs: rebuild from scratch
+        progress = ckpt.Progress()
     clock = Clock(progress.wall_time_s)
     train_epochs(cfg, run_dir, dist, cell, progress, trackers, clock)
     return _finish(cfg, run_dir, dist, cell, progress, clock)
@@ -212,7 +237,14 @@ def _start_or_resume(cell: Cell, run_dir: Path) -> ckpt.Progress:
             cell.device,
         )
         return ckpt.Progress()
-    progress = ckpt.load_checkpoint(checkpoint_path, cell.model, cell.optimizer, cell.grad_scaler)
+    state = ckpt.read_checkpoint(checkpoint_path)
+    problem = checkpoint_fit.mismatch(state, cell.model, cell.optimizer, cell.schedule)
+    if problem:
+        raise ckpt.CorruptCheckpoint(checkpoint_path, f"it does not belong to this cell: {problem}")
+    try:
+        progress = ckpt.restore(state, cell.model, cell.optimizer, cell.grad_scaler)
+    except Exception as error:  # a value of the right shape that torch still refuses
+        raise ckpt.CorruptCheckpoint(checkpoint_path, f"it cannot be loaded into this cell: {error}") from None
     if progress.epoch_in_progress is None:
         log.info("resuming %s from epoch %d (step %d)", run_dir, progress.epoch, progress.step)
     else:

@@ -30,10 +30,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import identity, records
+from runner import cell_state, identity, records
+from runner.failures import describe
 from runner.io import atomic_write_json
 from runner.lock import lock_holder
-from runner.validate import problems
+from runner.validate import KEYS, problems
+from runner.value_checks import added_key_problems
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "sweep_plan.json"
@@ -67,7 +69,11 @@ class ValidatingSweeper(BasicSweeper):
         if errors:
             for line in errors:
                 print(f"error: {line}", file=sys.stderr)
-            print(f"error: nothing was launched ({len(errors)} problem(s) in {len(cells)} cells)", file=sys.stderr)
+            bad = len({line.partition("]: ")[0] for line in errors})
+            print(
+                f"error: nothing was launched ({len(errors)} problem(s) in {bad} of {bad + len(cells)} cells)",
+                file=sys.stderr,
+            )
             sys.exit(2)
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -118,7 +124,8 @@ class ValidatingSweeper(BasicSweeper):
             shown = " ".join(overrides) or "(no overrides)"
             try:
                 cfg = self._compose(overrides)
-                found = problems(cfg, check_environment=not on_cluster, workers=workers)
+                found = added_key_problems(overrides, cfg, KEYS)
+                found += problems(cfg, check_environment=not on_cluster, workers=workers)
                 if found:
                     errors.extend(f"cell [{shown}]: {problem}" for problem in found)
                     continue
@@ -129,7 +136,7 @@ class ValidatingSweeper(BasicSweeper):
                     cfg.variant = cell_identity.name
                 run_dir = Path(str(cfg.run_dir)).absolute()
             except Exception as error:  # a composition error names the override itself
-                errors.append(f"cell [{shown}]: {str(error).strip().splitlines()[0]}")
+                errors.append(f"cell [{shown}]: {describe(error)[1]}")
                 continue
             cell = PlannedCell(
                 index,
@@ -168,7 +175,11 @@ def _action(cell: PlannedCell, cfg: DictConfig, seen: dict[Path, PlannedCell]) -
         first = seen[cell.run_dir]
         return "skip-duplicate", f"same effective config as [{' '.join(first.overrides)}]"
     existing = records.read_result(cell.run_dir)
-    if existing and existing.get("status") in records.FINISHED_STATUSES and not cfg.force:
+    finished = bool(existing) and existing.get("status") in records.FINISHED_STATUSES and not cfg.force
+    trouble = cell_state.problems(cell.run_dir, Path(str(cfg.results_root)), force=cfg.force, will_train=not finished)
+    if trouble:
+        return "error", "; ".join(trouble)
+    if finished:
         stored = existing.get("config")
         if isinstance(stored, dict) and identity.differences(
             identity.computed_values(stored), identity.computed_values(cfg)

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import data
+from runner import data, value_checks
 from runner.schedule import LR_POLICIES
 from runner.train import PRECISIONS
 
@@ -29,6 +29,11 @@ class ConfigError(ValueError):
 
 
 Check = Callable[[Any], "str | None"]  # None when the value is valid, else what would be valid
+
+# Bounds that keep a typo from reaching an allocation or the file system: 100000 epochs is
+# far beyond any schedule (the paper's is 200); names stay well under the 255-byte file-name cap.
+MAX_EPOCHS = 100_000
+MAX_NAME, MAX_NAME_PART = 200, 100
 
 
 def _is_number(value: Any) -> bool:
@@ -133,7 +138,18 @@ def relative_folder(value: Any) -> str | None:
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or "\\" in value:
         return "must be a relative folder name inside results_root (no leading '/', no '..')"
+    if not value.isprintable():
+        return "must be printable (no newlines or control characters)"
+    if len(value) > MAX_NAME or any(len(part) > MAX_NAME_PART for part in path.parts):
+        return f"must be at most {MAX_NAME} characters, {MAX_NAME_PART} per folder (file systems cap names)"
     return None
+
+
+def seed_number(value: Any) -> str | None:
+    problem = integer(0, 2**32 - 1)(value)
+    if problem and isinstance(value, str):  # `seed='${now:%s}'`: the resolver gives text, new at each read
+        return f"{problem}, not text (a resolver such as ${{now:...}} gives text, and a new value each time)"
+    return problem
 
 
 def folder_path(value: Any) -> str | None:
@@ -151,10 +167,10 @@ class Key:
 # The schema: every key the project defines, in the order of conf/config.yaml and its groups.
 KEYS: dict[str, Key] = {
     "experiment_name": Key(relative_folder),
-    "seed": Key(integer(0, 2**32 - 1)),
+    "seed": Key(seed_number),
     "results_root": Key(folder_path),
     "data_dir": Key(folder_path),
-    "train.epochs": Key(integer(1)),
+    "train.epochs": Key(integer(1, MAX_EPOCHS)),
     "train.batch_size": Key(integer(1)),
     "train.increasing_batch_sizes": Key(increasing_sizes),
     "train.eval_batch_size": Key(integer(1)),
@@ -391,7 +407,8 @@ def problems(cfg: DictConfig, *, check_environment: bool = True, workers: int | 
     """
     try:
         found, bad = _schema_problems(cfg)
-        return found + _cross_key_problems(cfg, bad, check_environment, workers or world_size())
+        found += _cross_key_problems(cfg, bad, check_environment, workers or world_size())
+        return found + value_checks.problems(cfg, bad)
     except Exception as error:  # an interpolation that cannot resolve, a value of an unexpected shape
         message = str(error).strip().splitlines()
         return [f"config cannot be resolved: {message[0] if message else type(error).__name__}"]
