@@ -28,6 +28,7 @@ AXES = ("experiment", "dataset", "model", "optimizer", "schedule", "seed")
 NEUTRAL_KEYS = (
     "force",
     "progress",
+    "tags",
     "keep_checkpoint",
     "results_root",
     "data_dir",

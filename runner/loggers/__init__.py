@@ -31,7 +31,15 @@ from urllib.request import urlopen
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner.loggers.common import RunContext, epoch_metrics, final_metrics, identity_for, next_state, tracker_run_id
+from runner.loggers.common import (
+    RunContext,
+    epoch_metrics,
+    final_metrics,
+    identity_for,
+    next_state,
+    tags_problems,
+    tracker_run_id,
+)
 
 log = logging.getLogger("runner.loggers")
 
@@ -89,12 +97,13 @@ def module_available(module: str) -> bool:
 
 
 def logger_problems(cfg: DictConfig | Mapping[str, Any]) -> list[str]:
-    """One line per problem of the `logger` config: unknown trackers, missing packages, bad settings."""
+    """One line per problem of the `logger` config (unknown trackers, missing packages, bad settings) or of `tags`."""
+    labels = cfg.get("tags") if isinstance(cfg, (DictConfig, Mapping)) else None
+    found = tags_problems({"tags": OmegaConf.to_container(labels) if OmegaConf.is_config(labels) else labels})
     try:
         trackers = selected(cfg)
     except Exception as error:  # a missing environment variable in an interpolation, a bad type
-        return [f"logger: {error}"]
-    found = []
+        return [*found, f"logger: {error}"]
     for name, settings in trackers.items():
         if name not in REQUIRED_MODULES:
             found.append(f"logger.{name}: unknown tracker; valid: {', '.join(REQUIRED_MODULES)}")

@@ -51,8 +51,32 @@ class RunContext:
         """dataset, model, optimizer, schedule, variant, seed as strings ("" for the preset's own values)."""
         return {key: "" if self.identity.get(key) is None else str(self.identity[key]) for key in TAG_KEYS}
 
+    def labels(self) -> list[str]:
+        """The run's own tags (`tags=[a,b]` in the config), in order, without repeats."""
+        return run_labels(self.config)
+
     def save_state(self) -> None:
         atomic_write_json(self.run_dir / STATE_FILE, self.state)
+
+
+def run_labels(config: Mapping[str, Any]) -> list[str]:
+    """The config's `tags`: a list of labels, or one comma-separated string; [] when it has none."""
+    given = config.get("tags") or []
+    if isinstance(given, str):
+        given = given.split(",")
+    if not isinstance(given, (list, tuple)):
+        return []
+    return list(dict.fromkeys(str(tag).strip() for tag in given if str(tag).strip()))
+
+
+def tags_problems(config: Mapping[str, Any]) -> list[str]:
+    """One line when `tags` is not a list of labels (or a comma-separated string)."""
+    given = config.get("tags")
+    if given is None or isinstance(given, str):
+        return []
+    if isinstance(given, (list, tuple)) and all(isinstance(tag, (str, int, float)) for tag in given):
+        return []
+    return [f"tags={given!r} must be a list of labels, e.g. tags=[baseline,lr-study]"]
 
 
 def run_key(run_dir: Path) -> str:

@@ -59,6 +59,8 @@ class MlflowLogger:
             RUN_KEY_TAG: context.run_id,
             **{str(k): str(v) for k, v in (settings.get("tags") or {}).items()},
         }
+        if context.labels():
+            tags["tags"] = ",".join(context.labels())  # the run's own tags=[...]
 
         run = self._find_run(context, experiment_id)
         if run is None:

@@ -51,6 +51,8 @@ class TensorBoardLogger:
         identity = "  \n".join(f"**{key}**: {value}" for key, value in self._context.identity.items())
         self._writer.add_text("identity", identity, 0)
         self._writer.add_text("config", "```\n" + json.dumps(self._context.config, indent=2, default=str) + "\n```", 0)
+        if self._context.labels():
+            self._writer.add_text("tags", ", ".join(self._context.labels()), 0)
         params = {key: _hparam(value) for key, value in flatten(self._context.config).items()}
         params.update({key: str(value) for key, value in self._context.tags().items()})
         experiment, start, _ = hparams(params, {"final/test_error": 0.0, "test_error": 0.0})

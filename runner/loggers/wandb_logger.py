@@ -29,12 +29,13 @@ def mode_of(settings: Mapping[str, Any]) -> str:
 
 
 def tags_of(settings: Mapping[str, Any], context: RunContext) -> list[str]:
-    """`dataset=cifar10`, ... (variant only when the cell has one), then the configured extra tags."""
+    """`dataset=cifar10`, ... (variant only when the cell has one), the configured extra tags, the run's `tags`."""
     tags = [f"{key}={value}" for key, value in context.tags().items() if value != ""]
     extra = settings.get("tags") or []
     if isinstance(extra, str):
         extra = [tag.strip() for tag in extra.split(",")]
     tags.extend(str(tag) for tag in extra if str(tag))
+    tags.extend(context.labels())
     return [tag[:_MAX_TAG] for tag in dict.fromkeys(tags)]
 
 
