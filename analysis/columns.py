@@ -45,6 +45,7 @@ _OTHER_COLUMNS = {
     "steps": "Int64",
     "wall_time_s": "float64",
     "precision": _STRING,
+    "protocol": _STRING,  # analysis.protocol: precision and each measure's examples and normalisation
     "git_commit": _STRING,
     "error": _STRING,
     "diverged_at_step": "Int64",

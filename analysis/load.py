@@ -28,6 +28,7 @@ import pandas as pd
 from .columns import SHARPNESS_PREFIX, runs_frame
 from .configs import MAX_DEPTH, ConfigError, check_config, config_columns, too_deep
 from .problems import Problem, one_line
+from .protocol import PROTOCOL_COLUMN, protocol_of
 
 RECORD_NAME = "result.json"
 SCHEMA_VERSIONS = (1, 2)  # the versions this analysis understands; 1 lacks `variant` / `variant_values`
@@ -206,6 +207,7 @@ def parse_record(record: dict, run_dir: str) -> dict:
         row[key] = None if value in (None, "") else str(value)
     row["schema_version"] = record["schema_version"]
     row.update(_sharpness_values(record))
+    row[PROTOCOL_COLUMN] = protocol_of(record)
     try:
         row["_config"] = check_config(record.get("config"))
     except ConfigError as exc:

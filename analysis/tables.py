@@ -23,6 +23,7 @@ import pandas as pd
 
 from .load import completed
 from .names import SHARPNESS_ROW, TEST_ERROR_ROW, cell_label, cell_order
+from .protocol import protocol_note
 from .stats import TEST_ERROR, cell_stats, choose_measure, measures_in, metric_column, select_runs, stats_lookup
 
 MISSING = "-"
@@ -175,6 +176,9 @@ def paper_table(
         ]
         in_preset = set(completed(others)[["optimizer", "schedule"]].itertuples(index=False, name=None))
     notes = _left_out_notes(runs, cells, present, in_preset)
+    mixed = protocol_note(runs)
+    if mixed:
+        notes.append(mixed)
     if main and main not in measures:
         notes.append(
             f"No run of this table has the sharpness measure {main!r}"

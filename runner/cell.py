@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
+from runner.data.loader import examples_per_epoch
 from runner.distributed import DistContext
 from runner.models import build_model
 from runner.pipeline import Batches, Pipelines, build_pipelines
@@ -113,7 +114,10 @@ def build_cell(cfg: DictConfig, dist: DistContext, precision: str) -> Cell:
         model=model,
         train_model=train_model,
         optimizer=optimizer,
-        schedule=Schedule.from_config(cfg.schedule, int(cfg.dataset.train_size)),
+        # an epoch of the ViT recipe is train.repeated_aug passes over the training set
+        schedule=Schedule.from_config(
+            cfg.schedule, examples_per_epoch(int(cfg.dataset.train_size), int(cfg.train.repeated_aug))
+        ),
         pipes=pipes,
         loss_fn=_loss_fn(cfg, pipes),
         # Loss scaling only for fp16; bf16 has fp32's exponent range and needs none.

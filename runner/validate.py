@@ -20,6 +20,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from runner import data, value_checks
+from runner.models.vit import ARCHITECTURES as VIT_ARCHITECTURES
+from runner.models.wide_resnet import INITS as WRN_INITS
 from runner.schedule import LR_POLICIES
 from runner.train import PRECISIONS
 
@@ -212,6 +214,8 @@ KEYS: dict[str, Key] = {
     "model.name": Key(text),
     "model.width": Key(integer(1), required=False),
     "model.drop_path_rate": Key(number(0, 1, open_high=True), required=False),
+    "model.init": Key(one_of(*WRN_INITS), required=False),
+    "model.architecture": Key(one_of(*VIT_ARCHITECTURES), required=False),
     # optimizer/
     "optimizer.name": Key(one_of("sgd", "sam", "gsam")),
     "optimizer.lr": Key(number(0, open_low=True)),
@@ -380,6 +384,11 @@ def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool,
             found.append(
                 f"train.mixup_cutmix_prob={cfg.train.mixup_cutmix_prob} needs dataset.loader=torchvision "
                 f"(the ViT recipe)"
+            )
+        if "train.repeated_aug" not in bad and cfg.train.repeated_aug > 1 and cfg.dataset.loader != "torchvision":
+            found.append(
+                f"train.repeated_aug={cfg.train.repeated_aug} needs dataset.loader=torchvision "
+                f"(the ViT recipe; the device loader makes one pass per epoch)"
             )
     if check_environment and "device" not in bad and str(cfg.device).startswith("cuda"):
         import torch

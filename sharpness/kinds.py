@@ -34,7 +34,12 @@ DATA_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "batch_size": 128,  # m of m-sharpness; only a memory bound for the Hessian measures
         "split": "train",
         "augment": False,
-        "subset": "random",  # random: a seeded sample of the split; first: its first `examples`
+        # first: the split's first `examples`, in its order (the authors' my_sharpness/data.py);
+        # random: a seeded sample of the split, other examples for every run seed
+        "subset": "first",
+        # authors: normalised as the authors' sharpness code does (for CIFAR-10 with std
+        # 0.2023/0.1994/0.2010, not the training std; elsewhere as in training); training: as in training
+        "normalization": "authors",
         "seed": 0,
         "verbose": False,  # one log line per batch (per iteration for the Hessian measures)
     }

@@ -21,7 +21,9 @@ from .kinds import KINDS, defaults
 
 BALLS = ("linf", "l2")
 SPLITS = ("train", "test")
-SUBSETS = ("random", "first")
+SUBSETS = ("first", "random")
+# How the measured images are normalised; runner.data.measure_dataset_cfg applies the choice.
+NORMALIZATIONS = ("authors", "training")
 
 _BOOLS = ("adaptive", "random_start", "augment", "verbose")
 
@@ -107,6 +109,8 @@ def _check(name: str, settings: dict[str, Any]) -> None:
         fail("augment", "augmentation applies to the training split only")
     if settings["subset"] not in SUBSETS:
         fail("subset", f"must be one of {list(SUBSETS)}")
+    if settings["normalization"] not in NORMALIZATIONS:
+        fail("normalization", f"must be one of {list(NORMALIZATIONS)}")
     integer("seed", 0)
 
 

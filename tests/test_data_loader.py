@@ -68,18 +68,22 @@ def test_evaluation_order_keeps_everything():
     assert torch.equal(torch.cat([x for x, _ in batches]), torch.stack([dataset[i][0] for i in range(10)]))
 
 
-def test_repeated_augmentation_triples():
+def test_repeated_augmentation_is_several_passes_each_in_its_own_order():
     sampler = SeededBatchSampler(30, 6, shuffle=True, seed=0, drop_last=True, repeated_aug=3)
     indices, seeds = sampler.order(epoch=0)
-    assert len(indices) == 30  # an epoch stays one dataset's length
-    triples = indices.view(10, 3)
-    assert (triples == triples[:, :1]).all() and len(set(triples[:, 0].tolist())) == 10
-    assert len(set(seeds.tolist())) == 30  # each copy augmented differently
+    assert len(indices) == 90 and sampler.num_batches() == 15  # three passes, as the authors' RASampler
+    passes = indices.view(3, 30)
+    assert all(sorted(row.tolist()) == list(range(30)) for row in passes)
+    assert not torch.equal(passes[0], passes[1]) and not torch.equal(passes[1], passes[2])
+    # an image's repeats are spread over the epoch, not three in a row
+    assert sum(int(indices[k] == indices[k + 1]) for k in range(89)) < 5
+    assert len(set(seeds.tolist())) == 90  # each copy augmented differently
     loader = train_loader(batch_size=6, repeated_aug=3)
-    images = torch.cat([x for x, _ in loader.batches(epoch=0)]).view(10, 3, -1)
-    labels = torch.cat([y for _, y in loader.batches(epoch=0)]).view(10, 3)
-    assert (labels == labels[:, :1]).all()
-    differing = sum(not torch.equal(triple[0], triple[k]) for triple in images for k in (1, 2))
+    images = torch.cat([x for x, _ in loader.batches(epoch=0)])
+    order = loader.sampler.order(0)[0]
+    copies = [images[order == k] for k in range(10)]
+    assert all(len(c) == 3 for c in copies)
+    differing = sum(not torch.equal(c[0], c[k]) for c in copies for k in (1, 2))
     assert differing >= 15  # of 20 pairs; only 18 crop/flip outcomes exist at 8 px, so a few may coincide
 
 

@@ -60,7 +60,8 @@ def test_the_default_is_the_papers_measure():
         "batch_size": 128,
         "split": "train",
         "augment": False,
-        "subset": "random",
+        "subset": "first",
+        "normalization": "authors",
         "seed": 0,
         "verbose": False,
     }
@@ -143,7 +144,7 @@ def tiny_classifier() -> nn.Module:
 
 
 SMALL = {
-    "worst": {"kind": "worst_case", "rho": 0.01, "iterations": 3, "examples": 64, "batch_size": 32},
+    "worst": {"kind": "worst_case", "rho": 0.01, "iterations": 3, "examples": 64, "batch_size": 32, "subset": "random"},
     "trace": {"kind": "hessian_trace", "samples": 2, "examples": 64, "batch_size": 32},
     "noise": {
         "kind": "average_case",
@@ -215,3 +216,24 @@ def test_batches_are_normalised_like_training(synthetic):
     std = torch.tensor(list(synthetic.std)).view(1, 3, 1, 1)
     assert torch.equal(y, labels[:32])
     assert torch.allclose(x, (images[:32].float() / 255 - mean) / std)
+
+
+def test_the_authors_normalisation_replaces_the_training_statistics_only_where_their_code_had_its_own():
+    from runner.data import AUTHORS_MEASURE_STATS, measure_dataset_cfg
+
+    cifar10 = dict(compose_main(["dataset=cifar10"]).dataset)
+    authors = measure_dataset_cfg(cifar10, "authors")
+    assert authors["std"] == [0.2023, 0.1994, 0.2010] and list(cifar10["std"]) != authors["std"]
+    assert measure_dataset_cfg(cifar10, "training")["std"] == cifar10["std"]
+    digits = dict(compose_main(["dataset=digits"]).dataset)
+    assert "digits" not in AUTHORS_MEASURE_STATS
+    assert measure_dataset_cfg(digits, "authors")["std"] == digits["std"]
+    with pytest.raises(ValueError, match="normalization='train'"):
+        normalize("w", {**SMALL["worst"], "normalization": "train"})
+
+
+def test_the_first_examples_do_not_depend_on_the_run_seed(synthetic):
+    settings = normalize("w", {**SMALL["worst"], "subset": "first"})
+    one = runner.remeasure.examples.example_batches(synthetic, settings, name="w", device="cpu", seed=0)
+    other = runner.remeasure.examples.example_batches(synthetic, settings, name="w", device="cpu", seed=7)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, other))

@@ -7,6 +7,8 @@
   transforms) for every dataset, ImageNet included.
 - `build_loader(dataset, batch_size, ...)`: a seeded DataLoader for that path.
 - `mixup_cutmix(settings, num_classes)`: the ViT recipe's batch-level mixing.
+- `measure_dataset_cfg(dataset_cfg, normalization)`: the normalisation a sharpness
+  measure uses (as in training, or as the authors' sharpness code).
 - `check_available(dataset_cfg)`: the config-time check that the data exists.
 - The registries the configs and validation read: `DATASETS` (`dataset.name`),
   `AUGMENTATIONS` (`dataset.augment`), `CROPS` (`dataset.crop`), `LOADERS`
@@ -27,10 +29,12 @@ from .api import (
 )
 from .common import DatasetUnavailableError
 from .loader import SeededBatchSampler, SeededLoader, build_loader, epoch_generator
+from .measure_stats import AUTHORS_MEASURE_STATS, measure_dataset_cfg
 from .memory import InMemoryImages
 from .transforms import AUGMENTATIONS, CROPS, build_transform, crop_padding, device_can_augment, mixup_cutmix
 
 __all__ = [
+    "AUTHORS_MEASURE_STATS",
     "AUGMENTATIONS",
     "CROPS",
     "DATASETS",
@@ -51,5 +55,6 @@ __all__ = [
     "is_in_memory",
     "load_tensors",
     "loader_problems",
+    "measure_dataset_cfg",
     "mixup_cutmix",
 ]

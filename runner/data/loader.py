@@ -9,9 +9,12 @@ batch size), like the device loader's, whatever `num_workers` is.
 
 Index lists are produced in the main process, so the batch size can change
 between stages while persistent workers (which hold only the dataset) live on.
-Repeated augmentation follows DeiT: each drawn index appears `repeated_aug`
-times in a row with different augmentation seeds, and an epoch keeps the
-length of one pass over the dataset, so epoch-based schedules keep their meaning.
+Repeated augmentation follows the authors' ViT code (their RASampler with one
+repetition per draw and a length factor of `repeated_aug`): an epoch is
+`repeated_aug` full passes over the dataset, each in its own random order, cut
+into batches straight across the pass boundaries, so an image's repeats are
+spread over the epoch and each one gets its own augmentation; the schedule
+counts `repeated_aug` times the steps of a one-pass epoch (`examples_per_epoch`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """A torch generator for epoch `epoch` of run `seed`; distinct (seed, epoch) pairs give unrelated streams."""
     mixed = int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.Generator().manual_seed(mixed)
+
+
+def examples_per_epoch(num_examples: int, repeated_aug: int = 1) -> int:
+    """Examples drawn in one training epoch: `repeated_aug` full passes over the dataset."""
+    return int(num_examples) * int(repeated_aug)
 
 
 class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -60,10 +68,11 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
         self.epoch = epoch
 
     def per_rank(self) -> int:
-        """Examples this rank sees per epoch (the dataset's length split across ranks)."""
+        """Examples this rank sees per epoch (`repeated_aug` passes over the dataset split across ranks)."""
+        total = examples_per_epoch(self.num_examples, self.repeated_aug)
         if self.drop_last:
-            return self.num_examples // self.world_size
-        return math.ceil(self.num_examples / self.world_size)
+            return total // self.world_size
+        return math.ceil(total / self.world_size)
 
     def num_batches(self, batch_size: int | None = None) -> int:
         size = batch_size or self.batch_size
@@ -73,10 +82,10 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
         """This rank's example indices and per-item augmentation seeds for `epoch`."""
         generator = epoch_generator(self.seed, epoch)
         if self.shuffle:
-            indices = torch.randperm(self.num_examples, generator=generator)
+            passes = [torch.randperm(self.num_examples, generator=generator) for _ in range(self.repeated_aug)]
         else:
-            indices = torch.arange(self.num_examples)
-        indices = indices.repeat_interleave(self.repeated_aug)
+            passes = [torch.arange(self.num_examples)] * self.repeated_aug
+        indices = torch.cat(passes)
         seeds = torch.randint(0, 2**62, (len(indices),), generator=generator)
         wanted = self.per_rank() * self.world_size
         if wanted > len(indices):  # pad by wrapping around, as DistributedSampler does

@@ -3,8 +3,8 @@
 Two keys of the dataset config choose the training transform, never its name:
 
 - `dataset.augment`, the recipe: `crop_flip` (a random crop + horizontal
-  flip, the CNN recipe of the paper), `vit` (crop_flip + AutoAugment +
-  RandomErasing(p=0.25), the per-image half of the authors' ViT recipe;
+  flip, the CNN recipe of the paper), `vit` (crop_flip + AutoAugment with
+  grey fill + the authors' RandomErasing, the per-image half of their ViT recipe;
   mixup/cutmix (`mixup_cutmix`) and repeated augmentation
   (`runner.data.loader`) are the batch-level half) or `none`;
 - `dataset.crop`, how an image is cut to `image_size` (`CROPS`): `padded` for
@@ -33,14 +33,22 @@ if TYPE_CHECKING:
     from torchvision import transforms as T
 
 AUGMENTATIONS = ("crop_flip", "vit", "none")
-# mixup/cutmix settings of the ViT recipe (DeiT's alphas; probability and smoothing from the protocol)
+# mixup/cutmix settings of the ViT recipe, the authors' (main_ViT.py: both alphas 1.0, a batch mixed
+# with probability 0.5, then cutmix or mixup with equal chance; label smoothing 0.1)
 MIXUP_DEFAULTS = {
-    "mixup_alpha": 0.8,
+    "mixup_alpha": 1.0,
     "cutmix_alpha": 1.0,
     "mixup_prob": 0.5,
     "mixup_switch_prob": 0.5,
     "label_smoothing": 0.1,
 }
+
+
+# AutoAugment fills what a shear, translation or rotation uncovers with grey, as the authors'
+# CIFAR10Policy (utils/autoaug.py) does; torchvision's default would be black.
+AUTOAUGMENT_FILL = (128, 128, 128)
+# The authors' RandomErasing settings (main_ViT.py: --re 0.25, --re_sh 0.4, --re_r1 0.3; sl 0.02).
+RANDOM_ERASING = MappingProxyType({"p": 0.25, "scale": (0.02, 0.4), "ratio": (0.3, 1 / 0.3)})
 
 
 def crop_padding(image_size: int) -> int:
@@ -122,11 +130,25 @@ def build_transform(dataset_cfg: Mapping[str, Any], train: bool, augment: bool) 
     else:
         steps = [*cut.random(T, size), T.RandomHorizontalFlip()]
     if recipe == "vit":
-        steps.append(T.AutoAugment(T.AutoAugmentPolicy[cut.autoaugment]))
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy[cut.autoaugment], fill=list(AUTOAUGMENT_FILL)))
     steps += _to_normalised_tensor(dataset_cfg)
     if recipe == "vit":
-        steps.append(T.RandomErasing(p=0.25))
+        steps.append(_random_erasing(T, dataset_cfg))
     return T.Compose(steps)
+
+
+def _random_erasing(T: Any, dataset_cfg: Mapping[str, Any]) -> Any:
+    """The authors' RandomErasing (utils/random_erasing.py): p 0.25, area 2-40 %, aspect 0.3-3.3.
+
+    Like theirs, the erased box is filled with the dataset's mean pixel values
+    written into the already normalised tensor (not with 0, the normalised mean).
+    """
+    return T.RandomErasing(
+        p=RANDOM_ERASING["p"],
+        scale=RANDOM_ERASING["scale"],
+        ratio=RANDOM_ERASING["ratio"],
+        value=[float(v) for v in channel_stats(dataset_cfg, "mean")],
+    )
 
 
 def mixup_cutmix(settings: Mapping[str, Any], num_classes: int | None = None) -> Mixup | None:

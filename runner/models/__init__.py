@@ -1,7 +1,8 @@
 """Models of the grid, built from the `model/` config group through the project's own registry.
 
 CIFAR-style ResNet-18 and WideResNet-28-10 (3x3 stem for 32 px inputs) live
-here; ImageNet ResNet-50 comes from torchvision and the ViTs from timm.
+here, with the ViT of the authors' code (timm's as an option); ImageNet ResNet-50
+comes from torchvision.
 
 A config names its model by `model.name`, and `MODELS` maps each name to its
 constructor. The `_target_` the YAML files carry is checked against that
@@ -20,8 +21,9 @@ from typing import Any
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from runner.models.imagenet import imagenet_resnet50, vit
+from runner.models.imagenet import imagenet_resnet50
 from runner.models.resnet_cifar import cifar_resnet18
+from runner.models.vit import vit
 from runner.models.wide_resnet import wide_resnet, wide_resnet28_10
 
 # model.name -> constructor; the only models a config can build.

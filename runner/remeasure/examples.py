@@ -2,7 +2,8 @@
 
 `examples` training (or test) examples, either a seeded random sample of the
 split or its first ones, cut into batches of m = `batch_size` in that order,
-normalised exactly as in training and, only if asked, augmented with the
+normalised as the `normalization` setting says (as in training, or as the
+authors' sharpness code) and, only if asked, augmented with the
 dataset's training recipe. Datasets held in memory go through the project's
 device loader (same normalisation, same crop and flip); the others (ImageNet),
 and recipes the device loader does not implement, through the torchvision
@@ -40,6 +41,7 @@ def data_key(settings: Mapping[str, Any]) -> tuple:
         settings["examples"],
         settings["batch_size"],
         settings["subset"],
+        settings["normalization"],
         settings["seed"],
         whole,
     )
@@ -76,6 +78,7 @@ def example_batches(
 
     `channels_last` lays the images out for a channels-last model, as training did.
     """
+    dataset_cfg = data.measure_dataset_cfg(dataset_cfg, settings["normalization"])
     split = settings["split"]
     augment = bool(settings["augment"]) and augmentation(dataset_cfg) != "none"
     seed = mixed_seed(seed, settings["seed"])
