@@ -178,7 +178,10 @@ def paper_claims(claims: list[Claim] | None = None) -> Table:
         rows=rows,
         caption="Each of the paper's tables (dataset x model, reported_results.csv) taken as one seed: the "
         "claim holds in a table when it holds for every pair of cells there. p: exact sign-flip test over "
-        "the 7 tables (smallest possible 1/128 = 0.0078).",
+        "the 7 tables (smallest possible 1/128 = 0.0078). Abstract: whether the tables agree with what the "
+        "paper's abstract says on the claim; '-': the abstract says nothing on it, and the claim is this "
+        "project's reading of the paper's tables (SAM and GSAM against SGD, and every test-error claim: "
+        "the abstract does not mention test error).",
         notes=notes,
         key="paper-claims",
         stats=pd.DataFrame(tidy),

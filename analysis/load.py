@@ -261,7 +261,9 @@ def load_results(root: str | os.PathLike) -> LoadedRuns:
         rows.append(row)
     for rel in unfinished:
         problems.append(Problem(rel, "incomplete", "no result.json"))
-    columns, bad = config_columns(configs, variant_keys)
+    # The test-set size always, varying or not: the claims need it to tell which test-error
+    # differences the runs can resolve (analysis.claim_resolution).
+    columns, bad = config_columns(configs, variant_keys | {"dataset.test_size"})
     if bad:  # a bogus config: the record is left out, once, as invalid
         paths = {os.path.relpath(rows[index]["run_dir"], absolute): reason for index, reason in bad.items()}
         problems = [p for p in problems if p.path not in paths]

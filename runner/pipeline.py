@@ -80,7 +80,8 @@ def _device_pipelines(
     def loader(x: torch.Tensor, y: torch.Tensor, **options: Any) -> DeviceLoader:
         return DeviceLoader(x, y, mean=list(dataset_cfg.mean), std=list(dataset_cfg.std), device=device, **options)
 
-    in_order = dict(augment=False, seed=0, shuffle=False, drop_last=False)
+    # The test set and the gradient-norm subset in the model's layout too, cut once per pass.
+    in_order = dict(augment=False, seed=0, shuffle=False, drop_last=False, channels_last=channels_last)
     train = loader(
         train_x,
         train_y,

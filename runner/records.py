@@ -7,6 +7,7 @@ versioned (`schema_version`) and every write is atomic.
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import platform
@@ -53,11 +54,9 @@ def versions() -> dict[str, str]:
         "hydra": hydra.__version__,
         "numpy": numpy.__version__,
     }
-    try:
-        import timm
-
-        found["timm"] = timm.__version__
-    except ImportError:
+    try:  # from its metadata: importing timm to read its version would cost every cell seconds
+        found["timm"] = importlib.metadata.version("timm")
+    except importlib.metadata.PackageNotFoundError:
         pass
     if torch.cuda.is_available():
         found["cuda"] = str(torch.version.cuda)

@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 STUDY_FILE = CONF / "experiment" / "digits_study.yaml"
 GRID = {(opt, sched) for opt in ("sgd", "sam", "gsam") for sched in ("constant", "batch", "cosine")}
-LOCAL_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
 # The study's control, as its preset documents it (the overrides after the preset's name).
 CONTROL_COMMAND = re.compile(r"python launch\.py -m experiment=digits_study (schedule=constant train\.epochs=\d+)")
 
@@ -69,7 +68,9 @@ def control_overrides() -> list[str]:
 def test_preset_sweeps_the_grid_over_its_seeds_on_the_local_launcher(preset, seeds):
     cfg = compose_multirun([f"experiment={preset}"])
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "local"
-    assert cfg.hydra.launcher._target_ == LOCAL_LAUNCHER
+    # submitit's local launcher, or the project's subclass of it registered under hydra_plugins.
+    assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
+    assert cfg.hydra.launcher._target_.endswith(".LocalLauncher")
     assert cfg.experiment_name == preset
     assert cfg.device == "cpu" and cfg.cpu_threads == 1
     jobs = sweep_jobs(cfg)
@@ -94,11 +95,12 @@ def test_demo_command_line_seeds_replace_the_preset_seeds():
     assert sorted({job["seed"] for job in jobs}) == ["5", "6"] and len(jobs) == 18
 
 
-def test_study_is_the_demo_with_more_seeds_and_epochs():
+def test_study_is_the_demo_with_more_seeds_in_the_layout_of_its_published_run():
     demo, study = compose_multirun(["experiment=demo"]), compose_multirun(["experiment=digits_study"])
-    assert study.train.epochs > demo.train.epochs
-    for key in ("dataset", "model", "optimizer", "sam"):
+    for key in ("dataset", "model", "optimizer", "sam", "train", "schedule", "sharpness"):
         assert study[key] == demo[key], key
+    # The demo trains channels-last for speed; the study keeps the layout its committed run used.
+    assert demo.channels_last is True and study.channels_last is False
     demo_seeds = {job["seed"] for job in sweep_jobs(demo)}
     assert demo_seeds < {job["seed"] for job in sweep_jobs(study)}
     # At most 18 cells (~10 GB) launched at once; the study has 45.
