@@ -316,7 +316,8 @@ def lock_holder(run_dir: Path, scheduler_states: dict[str, str] | None) -> dict[
     if lock["host"] == socket.gethostname():
         from runner.lock import holder_is_live  # the runner's own rule, so status and runner agree
 
-        return {**info, "live": holder_is_live(lock), "verified": True}
+        # `_path` lets the runner's rule recognise a lock this very process holds (the basic launcher).
+        return {**info, "live": holder_is_live({**lock, "_path": str(path)}), "verified": True}
     if job and scheduler_states is not None and job in scheduler_states:
         state = scheduler_states[job]
         return {**info, "live": state in SLURM_ACTIVE, "verified": True, "slurm_state": state}

@@ -103,16 +103,32 @@ def outcome_from_job(job_return: JobReturn) -> dict[str, Any]:
 
 
 def summarize(
-    sweep_dir: str | os.PathLike, sweep_id: str, finished: bool = True, not_launched: list[dict[str, Any]] | None = None
+    sweep_dir: str | os.PathLike,
+    sweep_id: str,
+    finished: bool = True,
+    not_launched: list[dict[str, Any]] | None = None,
+    ended: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Counts, failures and where the results are, from the outcomes recorded by one launch."""
+    """Counts, failures and where the results are, from the outcomes recorded by one launch.
+
+    `ended` holds what the launcher saw of jobs that ended without returning
+    (cancelled, preempted, killed): it names the job and its state for a cell
+    whose own record says no more than `unfinished`, or that has none (a job
+    cancelled before it started).
+    """
     sweep_dir = Path(sweep_dir).resolve()
-    outcomes = list(not_launched or [])
+    recorded: dict[Any, dict[str, Any]] = {}
     for path in sorted((sweep_dir / OUTCOMES_DIR / sweep_id).glob("*.json")):
         try:
-            outcomes.append(read_json(path))
+            record = read_json(path)
         except (OSError, ValueError):
             continue  # a record from a job that died mid-write is simply absent
+        recorded[record.get("job_num", path.stem)] = record
+    for job in ended or []:
+        mine = recorded.get(job["job_num"])
+        if mine is None or mine.get("status") == "unfinished":
+            recorded[job["job_num"]] = {**(mine or {}), **job}
+    outcomes = list(not_launched or []) + list(recorded.values())
     outcomes.sort(key=lambda o: (o.get("job_num") is None, o.get("job_num") or 0, str(o.get("run_dir"))))
     counts: dict[str, int] = {"completed": 0, "skipped": 0, "failed": 0, "diverged": 0, "unfinished": 0}
     for outcome in outcomes:
@@ -155,11 +171,11 @@ def format_summary(summary: dict[str, Any], written: bool = True) -> str:
         f"{head}: {summary['cells_recorded']} cells",
         "  " + ", ".join(f"{name}: {count}" for name, count in counts.items()),
     ]
-    for failure in summary["failures"]:
+    for failure in summary["failures"]:  # one line each: what ended how, and the log that says why
         cell = _cell_name(failure.get("run_dir"), summary["sweep_dir"]) or " ".join(failure.get("overrides") or [])
         error = str(failure.get("error") or "").strip().splitlines()
-        lines.append(f"  {failure['status'].upper()} {cell}: {error[-1] if error else 'no error message'}")
-        lines.append(f"    log: {failure.get('log')}")
+        reason = error[-1] if error else "no error message"
+        lines.append(f"  {str(failure['status']).upper()} {cell}: {reason} (log: {failure.get('log')})")
     lines.append(f"  results: {summary['sweep_dir']}")
     if written:
         lines.append(f"  summary: {Path(summary['sweep_dir']) / SUMMARY_FILE}")
@@ -194,6 +210,16 @@ class SweepSummary(Callback):
         self._sweep_dir: str | None = None
         self._written = False
         self._not_launched: list[dict[str, Any]] = []
+        self._ended: list[dict[str, Any]] = []
+        self._launcher_error: str | None = None
+
+    def note_ended_jobs(self, outcomes: list[dict[str, Any]]) -> None:
+        """Jobs the launcher saw end without returning (runner.launchers), as summary records."""
+        self._ended = list(outcomes)
+
+    def note_launcher_error(self, line: str) -> None:
+        """The launcher raised and stopped waiting: the sweep did not finish (the line was printed)."""
+        self._launcher_error = line
 
     def note_skipped(self, outcomes: list[dict[str, Any]]) -> None:
         """Cells the sweeper did not launch (finished, duplicates, running elsewhere), for the counts.
@@ -209,6 +235,8 @@ class SweepSummary(Callback):
         self._sweep_dir = str(config.hydra.sweep.dir)
         self._written = False
         self._not_launched = []
+        self._ended = []
+        self._launcher_error = None
         atexit.register(self._write_if_unfinished)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -243,13 +271,15 @@ class SweepSummary(Callback):
         _write_outcome(job, {**job["cell"], **outcome_from_job(job_return)})
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._write(finished=True)
+        self._write(finished=self._launcher_error is None)
 
     def _write(self, finished: bool) -> None:
         global last_summary
         if self._written or self.sweep_id is None or self._sweep_dir is None:
             return
-        summary = summarize(self._sweep_dir, self.sweep_id, finished=finished, not_launched=self._not_launched)
+        summary = summarize(
+            self._sweep_dir, self.sweep_id, finished=finished, not_launched=self._not_launched, ended=self._ended
+        )
         launched = summary["cells_recorded"] - len(self._not_launched)
         if not finished and not summary["cells_recorded"]:
             return  # failed before any cell ran (e.g. a bad override): the error says it all

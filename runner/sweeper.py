@@ -30,9 +30,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import cell_state, identity, records
+from runner import cell_state, identity, live, records
 from runner.failures import describe
 from runner.io import atomic_write_json
+from runner.launchers import JobEnded
 from runner.lock import lock_holder
 from runner.validate import KEYS, problems
 from runner.value_checks import added_key_problems
@@ -57,12 +58,26 @@ class PlannedCell:
 class ValidatingSweeper(BasicSweeper):
     """BasicSweeper's grid, composed and validated up front; finished cells are never launched."""
 
-    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        max_batch_size: int | None = None,
+        params: dict[str, str] | None = None,
+        live: str = "auto",
+        live_every: float = 2.0,
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self._references: dict[tuple[str, ...], DictConfig] = {}
+        self.live, self.live_every = str(live), float(live_every)
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        if self.live not in live.MODES or not self.live_every > 0:
+            print(
+                f"error: hydra.sweeper.live={self.live!r} / live_every={self.live_every:g}: live is one of "
+                f"{', '.join(live.MODES)} and live_every a number of seconds > 0",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         grid = self.split_arguments(parser.parse_overrides(self._parse_config() + list(arguments)), None)[0]
         cells, errors = self._plan(grid)
@@ -98,8 +113,18 @@ class ValidatingSweeper(BasicSweeper):
         # `max_batch_size` bounds how many jobs one launch starts (the local launcher runs a batch at once).
         size = self.max_batch_size or len(batch)
         results: list[Sequence[JobReturn]] = []
-        for start in range(0, len(batch), size):
-            results.append(self.launcher.launch(batch[start : start + size], initial_job_idx=start))
+        with live.LiveView(sweep_dir, mode=self.live, every=self.live_every):
+            for start in range(0, len(batch), size):
+                try:
+                    results.append(self.launcher.launch(batch[start : start + size], initial_job_idx=start))
+                except Exception as error:  # a launcher that raises for one job stops waiting for the rest
+                    line = _first_line(error)
+                    print(f"error: the launcher stopped waiting: {line}", file=sys.stderr)
+                    if summary is not None:
+                        summary.note_launcher_error(line)
+                    break
+        if summary is not None:
+            summary.note_ended_jobs([_ended_outcome(jobs[ended.job_num], ended) for ended in _ended(results)])
         return results
 
     def _compose(self, overrides: list[str]) -> DictConfig:
@@ -250,3 +275,31 @@ def _write_quietly(path: Path, record: dict[str, Any]) -> None:
         atomic_write_json(path, record)
     except OSError as error:
         log.warning("could not write %s: %s", path, error)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _ended(results: list[Sequence[JobReturn]]) -> list[JobEnded]:
+    """The jobs that ended without returning (runner.launchers marks them), in job order."""
+    return [
+        r._return_value for batch in results for r in batch if isinstance(getattr(r, "_return_value", None), JobEnded)
+    ]
+
+
+def _ended_outcome(cell: PlannedCell, ended: JobEnded) -> dict[str, Any]:
+    """The summary's record of a job that ended early: unfinished (resumable) unless its process failed."""
+    slurm = "_" in ended.job_id or not ended.job_id.isdigit()
+    job = f"SLURM job {ended.job_id}" if slurm else f"job {ended.job_id}"
+    what = "was cancelled" if ended.state == "CANCELLED" else f"ended {ended.state}"
+    return {
+        "status": "failed" if ended.state == "FAILED" and ended.detail != "it produced no result" else "unfinished",
+        "job_num": ended.job_num,
+        "job_id": ended.job_id,
+        "overrides": cell.overrides,
+        "run_dir": str(cell.run_dir),
+        "log": ended.log_path,
+        "error": f"{job} {what} before the run returned ({ended.detail})",
+    }
