@@ -72,3 +72,98 @@ def test_bad_rows_are_refused_with_the_line():
         read_rows(header + "x,*,a,f,[1],same,\n")
     with pytest.raises(ValueError, match="no fidelity table markers"):
         replace_in("a page", "table")
+
+
+def test_wide_resnet_starts_from_the_authors_initialisation():
+    import torch
+    import torch.nn as nn
+
+    from runner.models import wide_resnet
+
+    torch.manual_seed(0)
+    authors = wide_resnet(depth=10, widen_factor=4, num_classes=10)
+    conv = authors.layers[0].conv2  # 64 -> 64 channels, 3x3: fan_out = 64 * 9
+    assert conv.weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)
+    assert torch.count_nonzero(authors.linear.bias) == 0
+    torch.manual_seed(0)
+    default = wide_resnet(depth=10, widen_factor=4, num_classes=10, init="torch")
+    assert default.layers[0].conv2.weight.std().item() < 0.6 * conv.weight.std().item()  # kaiming_uniform(a=sqrt 5)
+    assert torch.count_nonzero(default.linear.bias) > 0
+    assert isinstance(authors.linear, nn.Linear)
+    with pytest.raises(ValueError, match="init='xavier' must be one of authors, torch"):
+        wide_resnet(depth=10, widen_factor=1, init="xavier")
+
+
+def test_the_authors_vit_has_their_layers_and_initialisation():
+    import torch
+
+    from runner.models import vit
+
+    torch.manual_seed(0)
+    model = vit(num_classes=100)  # the vit_tiny sizes
+    block = model.blocks[0]
+    assert block.attn.qkv.bias is None and block.attn.out.bias is not None
+    assert all(b.drop_path is model.blocks[0].drop_path for b in model.blocks)  # one rate for every block
+    assert model.pos_embed.std().item() == pytest.approx(1.0, rel=0.05)  # N(0, 1), not timm's 0.02
+    fan = 192 + 192 * 3
+    assert block.attn.qkv.weight.std().item() == pytest.approx((2 / fan) ** 0.5, rel=0.05)  # xavier-normal
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    timm = vit(num_classes=100, architecture="timm")
+    # the same sizes; the difference is the qkv bias (3 x 192 per block, 9 blocks)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(timm) - count(model) == 9 * 3 * 192
+
+
+def test_the_authors_patches_are_flattened_row_by_row_with_channels_last():
+    import torch
+
+    from runner.models.vit import AuthorsViT
+
+    model = AuthorsViT(8, 4, 16, 1, 2, 2.0, 10, 3, 0.0)
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    patches = model.patchify(images)
+    assert patches.shape == (2, 4, 48)
+    # patch (row 0, column 1) of image 1: pixel (0, 4) first, all three channels, then (0, 5) ...
+    expected = torch.stack([images[1, c, 0, 4] for c in range(3)])
+    assert torch.equal(patches[1, 1, :3], expected)
+    assert torch.equal(patches[1, 1, 3:6], torch.stack([images[1, c, 0, 5] for c in range(3)]))
+
+
+def write_record(root: Path, seed: int, subset: str, precision: str = "fp32") -> None:
+    import json
+
+    folder = root / "paper" / "cifar10-resnet18" / "sgd-constant" / f"seed={seed}"
+    folder.mkdir(parents=True)
+    entry = {"value": 1.0 + seed, "kind": "worst_case", "subset": subset, "normalization": "authors"}
+    record = {
+        "schema_version": 2,
+        "status": "completed",
+        "experiment": "paper",
+        "dataset": "cifar10",
+        "model": "resnet18",
+        "optimizer": "sgd",
+        "schedule": "constant",
+        "seed": seed,
+        "variant": "",
+        "variant_values": {},
+        "test_error": 7.0,
+        "sharpness": {"worst_linf": entry},
+        "precision": precision,
+        "config": {},
+    }
+    (folder / "result.json").write_text(json.dumps(record))
+
+
+def test_analysis_flags_a_table_whose_runs_were_measured_differently(tmp_path):
+    from analysis import load_runs, paper_table
+
+    write_record(tmp_path, 0, "first")
+    write_record(tmp_path, 1, "first")
+    runs = load_runs(tmp_path)
+    assert set(runs["protocol"]) == {"precision=fp32; worst_linf: subset=first, normalization=authors"}
+    assert not any("Not comparable" in note for note in paper_table(runs, "cifar10", "resnet18").notes)
+    write_record(tmp_path, 2, "random")
+    notes = paper_table(load_runs(tmp_path), "cifar10", "resnet18").notes
+    (note,) = [n for n in notes if n.startswith("Not comparable")]
+    assert "2 runs with [precision=fp32; worst_linf: subset=first" in note and "1 run with" in note
+    assert "subset=random" in note
