@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import struct
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, launch
+from conftest import QUICK, REPO, launch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -208,7 +210,7 @@ def test_environment_variables_set_the_defaults(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, ["wandb", "mlflow", "tensorboard"])
     settings = loggers.selected(cfg)
     assert settings["wandb"]["mode"] == "offline" and settings["wandb"]["project"] == "from-env"
-    assert settings["mlflow"]["tracking_uri"] == f"file:{tmp_path}/mlruns"
+    assert settings["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db"
     assert settings["mlflow"]["experiment"] == "exp"
     assert settings["tensorboard"]["log_dir"] is None
 
@@ -509,13 +511,13 @@ def test_wandb_unreachable_server_falls_back_to_offline_with_one_warning(tmp_pat
     assert len(warnings) == 1 and "cannot reach W&B" in warnings[0] and "logging offline" in warnings[0]
 
 
-# ---------------------------------------------------------------- MLflow (file store)
+# ---------------------------------------------------------------- MLflow (the default SQLite store)
 
 
 def mlflow_client(tmp_path: Path):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
 def test_mlflow_params_metrics_and_tags_read_back(tmp_path):
@@ -565,3 +567,72 @@ def test_mlflow_requeued_cell_continues_the_same_run(tmp_path, caplog):
     assert len(client.search_runs([experiment_id])) == 2
     assert json.loads((run_dir_of(cfg) / STATE_FILE).read_text())["generation"] == 1
     assert [r.getMessage() for r in caplog.records if r.name == "runner.loggers"] == []
+
+
+# ---------------------------------------------------------------- a real cell killed and resumed
+
+
+def test_a_killed_and_resumed_cell_keeps_every_epoch_in_wandb_and_mlflow(tmp_path, monkeypatch):
+    """SIGKILL after two epochs, relaunch: W&B's run file of the resumed attempt and MLflow's run, read back
+    with the trackers' own readers (MLflow's `search_runs` with nothing but the store's URI), hold all four."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    results = tmp_path / "results"
+    args = [
+        *QUICK,
+        "model.width=16",
+        "dataset.train_size=2048",
+        "train.epochs=4",
+        "logger=[wandb,mlflow]",
+        "tags=[resumed]",
+        f"results_root={results}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env["HOME"] = str(tmp_path)  # no W&B login from the machine
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # W&B's service process goes down with the cell
+    )
+    deadline = time.time() + 300
+    metrics = None
+    while process.poll() is None and time.time() < deadline:
+        found = list(results.rglob("metrics.csv"))
+        if found and len(found[0].read_text().strip().splitlines()) >= 3:  # header and two epochs
+            metrics = found[0]
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert metrics is not None, "the cell ended before its second epoch"
+    run_dir = metrics.parent
+    assert not (run_dir / "result.json").exists(), "the kill came too late to test a resume"
+
+    resumed = launch(args, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true", "HOME": str(tmp_path)}, check=True)
+    assert "resuming" in (run_dir / "run.log").read_text(), resumed.stderr
+    epochs = [1, 2, 3, 4]
+
+    last_attempt = sorted((run_dir / "wandb").glob("offline-run-*"))[-1]
+    run = wandb_run(last_attempt)
+    assert sorted(run["history"]) == epochs
+    assert "resumed" in run["tags"] and run["summary"]["status"] == "completed"
+
+    mlflow.set_tracking_uri(f"sqlite:///{results / 'mlflow.db'}")
+    frame = mlflow.search_runs(experiment_names=["adhoc"])
+    assert len(frame) == 1 and frame.loc[0, "status"] == "FINISHED" and frame.loc[0, "tags.tags"] == "resumed"
+    history = mlflow.MlflowClient().get_metric_history(frame.loc[0, "run_id"], "train_loss")
+    assert sorted({metric.step for metric in history}) == epochs
+
+
+def test_mlflow_local_stores_become_absolute(tmp_path, monkeypatch):
+    from runner.loggers.mlflow_logger import normalize_uri
+
+    monkeypatch.chdir(tmp_path)
+    assert normalize_uri("sqlite:///results/mlflow.db") == f"sqlite:///{tmp_path}/results/mlflow.db"
+    assert normalize_uri(f"sqlite:///{tmp_path}/a.db") == f"sqlite:///{tmp_path}/a.db"
+    assert normalize_uri("file:mlruns") == (tmp_path / "mlruns").as_uri()
+    assert normalize_uri("http://host:5000") == "http://host:5000"

@@ -37,6 +37,7 @@ from runner.loggers.common import (
     final_metrics,
     identity_for,
     next_state,
+    read_epochs,
     tags_problems,
     tracker_run_id,
 )
@@ -149,8 +150,10 @@ def _mlflow_problems(settings: Mapping[str, Any]) -> list[str]:
 class Loggers:
     """The cell's open trackers; every call is safe to make, and none raises."""
 
-    def __init__(self, trackers: list[Any], *, background: bool = True) -> None:
+    def __init__(self, trackers: list[Any], *, background: bool = True, run_dir: Path | None = None) -> None:
         self._trackers = list(trackers)
+        self._run_dir = run_dir  # where metrics.csv holds the epochs of earlier attempts
+        self._first_epoch_seen = False
         self._status: str | None = None
         self._closed = False
         self._queue: queue.Queue = queue.Queue()
@@ -172,7 +175,22 @@ class Loggers:
             except Exception as error:  # a malformed row costs its epoch, not the run
                 log.warning("trackers: cannot log the row %r (%s)", dict(row), error)
                 return
+            if not self._first_epoch_seen:
+                self._first_epoch_seen = True
+                self._backfill(step)
             self._submit("log_epoch", step, metrics)
+
+    def _backfill(self, first_step: int) -> None:
+        """A resumed cell's first epoch: the epochs before it, from metrics.csv, to trackers that take them.
+
+        A killed attempt may have lost epochs its trackers had queued, and W&B writes every offline
+        attempt to a new run file; metrics.csv holds every finished epoch, so the resumed run gets them.
+        """
+        if first_step <= 1 or self._run_dir is None:
+            return
+        rows = [(step, values) for step, values in read_epochs(self._run_dir) if step < first_step]
+        if rows:
+            self._submit("backfill", rows)
 
     def log_final(self, record: Mapping[str, Any]) -> None:
         """The result.json record: final errors, losses, wall time, sharpness values, status."""
@@ -217,6 +235,8 @@ class Loggers:
 
     def _call(self, method: str, args: tuple) -> None:
         for tracker in list(self._trackers):
+            if not hasattr(tracker, method):  # backfill: only the trackers that can lose epochs
+                continue
             try:
                 getattr(tracker, method)(*args)
             except Exception as error:  # a tracker never ends a training run
@@ -286,4 +306,4 @@ def open_loggers(
             context.save_state()
         except OSError as error:
             log.warning("trackers: cannot write %s (%s); a requeued job finds its runs by their tag", run_dir, error)
-    return Loggers(opened, background=background)
+    return Loggers(opened, background=background, run_dir=run_dir)

@@ -167,6 +167,25 @@ def epoch_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     return {key: value for key, value in found.items() if value is not None}
 
 
+def read_epochs(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
+    """(epoch, tracker metrics) of every readable row of the cell's metrics.csv; [] when there is none."""
+    import csv
+
+    try:
+        with open(Path(run_dir) / "metrics.csv", encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, csv.Error):
+        return []
+    epochs = []
+    for row in rows:
+        try:
+            values = {key: float(value) for key, value in row.items() if key != "epoch" and value not in ("", None)}
+            epochs.append((int(row["epoch"]), epoch_metrics(values)))
+        except (KeyError, TypeError, ValueError):
+            continue  # a row cut short by a kill
+    return epochs
+
+
 def final_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     """`final/<key>` for the record's errors, losses, wall time, epochs and steps; `sharpness/<name>` per measure."""
     found = {f"final/{key}": _number(record.get(key)) for key in FINAL_KEYS}

@@ -8,9 +8,11 @@ a search when that file is gone. The client API is used, never the fluent
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,8 +24,12 @@ _TERMINAL = {"completed": "FINISHED", "failed": "FAILED", "diverged": "FAILED"}
 
 
 def normalize_uri(uri: str) -> str:
-    """A local store as an absolute `file://` URI (relative paths from the launch directory); others unchanged."""
+    """A local store as an absolute URI (relative paths from the launch directory): `file://...` or
+    `sqlite:////...`; others unchanged."""
     parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+        return f"sqlite:///{Path(path).expanduser().absolute()}" if path and path != ":memory:" else uri
     if parsed.scheme not in ("", "file"):
         return uri
     path = uri[len("file:") :] if parsed.scheme == "file" else uri
@@ -36,21 +42,43 @@ def is_local(uri: str) -> bool:
     return urlparse(uri).scheme in ("", "file")
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of an absolute `sqlite:///` URI; None for any other store."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:////") else None
+
+
+@contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """One process at a time creates an SQLite store's tables (the cells of a local sweep start together)."""
+    database = sqlite_path(uri)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class MlflowLogger:
     name = "mlflow"
 
     def __init__(self, settings: Mapping[str, Any], context: RunContext) -> None:
         self.tracking_uri = normalize_uri(str(settings.get("tracking_uri") or "mlruns"))
         if is_local(self.tracking_uri):
-            # MLflow 3 refuses the file store unless asked; a sweep on a shared file system wants exactly
-            # that store (concurrent jobs writing one sqlite file over NFS would not be safe).
+            # MLflow 3 keeps the file store only when asked; a user who chose it (file:...) gets it, and reads
+            # it back with the same variable set (docs/cluster.md).
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         from mlflow.entities import Param, RunTag
         from mlflow.tracking import MlflowClient  # only when selected
 
-        self._client = client = MlflowClient(tracking_uri=self.tracking_uri)
-        experiment_name = str(settings.get("experiment") or context.experiment)
-        experiment_id = self._experiment_id(experiment_name)
+        with _first_use_lock(self.tracking_uri):
+            self._client = client = MlflowClient(tracking_uri=self.tracking_uri)
+            experiment_name = str(settings.get("experiment") or context.experiment)
+            experiment_id = self._experiment_id(experiment_name)
         tags = {
             **context.tags(),
             "experiment": context.experiment,
@@ -120,6 +148,13 @@ class MlflowLogger:
 
     def log_epoch(self, step: int, metrics: Mapping[str, float]) -> None:
         self._metrics(step, metrics)
+
+    def backfill(self, rows: list[tuple[int, Mapping[str, float]]]) -> None:
+        """Epochs of earlier attempts that the run lacks (a kill can lose the last ones queued)."""
+        present = {metric.step for metric in self._client.get_metric_history(self.run_id, "train_loss")}
+        for step, metrics in rows:
+            if step not in present:
+                self._metrics(step, metrics)
 
     def log_final(self, step: int, metrics: Mapping[str, float], record: Mapping[str, Any]) -> None:
         self._metrics(step, metrics)

@@ -79,7 +79,17 @@ class WandbLogger:
         self._status: str | None = None
 
     def log_epoch(self, step: int, metrics: Mapping[str, float]) -> None:
-        self.run.log({**metrics, "epoch": step}, step=step)
+        if step >= self.run.step:  # an epoch the run holds already (backfilled, or resumed online) stays as is
+            self.run.log({**metrics, "epoch": step}, step=step)
+
+    def backfill(self, rows: list[tuple[int, Mapping[str, float]]]) -> None:
+        """Epochs of earlier attempts, from metrics.csv: a resumed run holds every epoch.
+
+        Online, W&B resumes the run and knows the steps it has (`run.step` is the next one), so only
+        those it lacks are sent; offline, every attempt is a new run file, which gets them all.
+        """
+        for step, metrics in rows:
+            self.log_epoch(step, metrics)
 
     def log_final(self, step: int, metrics: Mapping[str, float], record: Mapping[str, Any]) -> None:
         self._status = str(record.get("status"))
