@@ -45,10 +45,13 @@ NEUTRAL_KEYS = (
     "compile",
     "cpu_threads",
     "train.divergence_check_every",
+    "plugins",  # which modules were imported; what they register is named by the keys that use it
 )
 # Sources of interpolations: what they change is visible where it is consumed
 # (`sam.rho` in `optimizer.rho` of SAM and GSAM, the batch sizes in `schedule.stages`).
 SOURCE_KEYS = ("sam",)
+# The train keys a schedule's stages may be derived from (constant batch first, then the + B ladder).
+STAGE_SOURCES = ("train.batch_size", "train.increasing_batch_sizes")
 # Config groups that are not axes and never change what is computed.
 NEUTRAL_GROUPS = ("sharpness", "logger", "hydra")
 
@@ -61,9 +64,6 @@ class Identity:
 
     name: str = ""
     values: dict[str, Any] = field(default_factory=dict)
-
-    def path_segment(self) -> str:
-        return f"{self.name}/" if self.name else ""
 
 
 def override_key(override: str) -> str:
@@ -131,9 +131,11 @@ def _name_stages(changed: dict[str, Any], effective: DictConfig, reference: Dict
     `train.epochs` did; only a stage list written by hand is named `stages`.
     """
     ours, theirs = _resolved_flat(effective), _resolved_flat(reference)
-    consumed = "train.increasing_batch_sizes" if ours.get("schedule.name") == "batch" else "train.batch_size"
+    stages = _plain(ours.get("schedule.stages"))
+    # The train key the stages are derived from, found from the values (any schedule option may use either).
+    consumed = next((key for key in STAGE_SOURCES if stages == _derived_stages(ours, key)), None)
     del changed["schedule.stages"]
-    if _plain(ours.get("schedule.stages")) != _derived_stages(ours, consumed):
+    if consumed is None:
         changed["schedule.stages"] = ours.get("schedule.stages")
     elif not _same(ours.get(consumed), theirs.get(consumed)):
         changed[consumed] = ours.get(consumed)

@@ -37,13 +37,13 @@ def _linear(progress: float, min_lr_ratio: float) -> float:
 
 
 # The lr policies `schedule.lr_policy` may name; validation and `Schedule` both read this table.
-LR_POLICIES: Mapping[str, LrPolicy] = MappingProxyType(
-    {
-        "constant": _constant,
-        "cosine": _cosine,
-        "linear": _linear,
-    }
-)
+# A read-only view: a user's package adds its own through `runner.registry.register_lr_policy`.
+_POLICIES: dict[str, LrPolicy] = {
+    "constant": _constant,
+    "cosine": _cosine,
+    "linear": _linear,
+}
+LR_POLICIES: Mapping[str, LrPolicy] = MappingProxyType(_POLICIES)
 
 
 @dataclass(frozen=True)

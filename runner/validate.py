@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import data, value_checks
+from runner import data, options, registry, value_checks
 from runner.models.vit import ARCHITECTURES as VIT_ARCHITECTURES
 from runner.models.wide_resnet import INITS as WRN_INITS
 from runner.schedule import LR_POLICIES
@@ -88,6 +88,15 @@ def one_of(*choices: Any) -> Check:
             if value in choices and not (isinstance(value, bool) and True not in choices)
             else (f"must be one of {', '.join(map(str, choices))}")
         )
+
+    return check
+
+
+def registered(registry: Mapping[str, Any]) -> Check:
+    """A name of a registry, read when checked: what extensions registered counts (runner.registry)."""
+
+    def check(value: Any) -> str | None:
+        return None if isinstance(value, str) and value in registry else f"must be one of {', '.join(registry)}"
 
     return check
 
@@ -196,7 +205,7 @@ KEYS: dict[str, Key] = {
     "keep_checkpoint": Key(boolean),
     "progress": Key(boolean),
     # dataset/
-    "dataset.name": Key(one_of(*data.DATASETS)),
+    "dataset.name": Key(registered(data.DATASETS)),
     "dataset.root": Key(folder_path),
     "dataset.download": Key(boolean),
     "dataset.num_classes": Key(integer(2)),
@@ -217,7 +226,7 @@ KEYS: dict[str, Key] = {
     "model.init": Key(one_of(*WRN_INITS), required=False),
     "model.architecture": Key(one_of(*VIT_ARCHITECTURES), required=False),
     # optimizer/
-    "optimizer.name": Key(one_of("sgd", "sam", "gsam")),
+    "optimizer.name": Key(text),  # one of the optimizer/ options (checked with the config sources)
     "optimizer.lr": Key(number(0, open_low=True)),
     "optimizer.rho": Key(number(0)),
     "optimizer.alpha": Key(number(0, 1, open_high=True), required=False),
@@ -226,16 +235,24 @@ KEYS: dict[str, Key] = {
     "optimizer.max_grad_norm": Key(optional(number(0, open_low=True))),
     "optimizer.exact_restore": Key(boolean, required=False),
     # schedule/
-    "schedule.name": Key(one_of("constant", "batch", "cosine", "linear")),
-    "schedule.lr_policy": Key(one_of(*LR_POLICIES)),
+    "schedule.name": Key(text),  # one of the schedule/ options (checked with the config sources)
+    "schedule.lr_policy": Key(registered(LR_POLICIES)),
     "schedule.min_lr_ratio": Key(number(0, 1)),
     "schedule.warmup_epochs": Key(integer(0)),
     "schedule.warmup_start_ratio": Key(number(0, 1, open_low=True)),
     "schedule.rho_follows_lr": Key(boolean),
 }
 
-# Optimizer classes a config may name: the project's SAM family over a torch.optim base.
-OPTIMIZER_TARGETS = ("sam_opt.SAM", "sam_opt.GSAM")
+# Groups whose options declare the `<group>.name` a run records; the names come from the options
+# found in the config sources (runner.options), so a user's own option is valid by existing.
+NAMED_GROUPS = ("optimizer", "schedule")
+
+
+def optimizer_targets() -> tuple[str, ...]:
+    """Optimizer classes a config may name: the SAM family of `sam_opt.OPTIMIZERS` (built-in and registered)."""
+    import sam_opt
+
+    return tuple(sam_opt.OPTIMIZERS)
 
 
 def _select(cfg: DictConfig, key: str) -> tuple[bool, Any]:
@@ -285,11 +302,35 @@ def world_size() -> int:
     return 1
 
 
+def _splits_increasing_sizes(cfg: DictConfig) -> bool:
+    """Whether the schedule's stages are written from `train.increasing_batch_sizes` (the + B kind)."""
+    node = cfg.schedule._get_node("stages") if "stages" in cfg.schedule else None
+    written = None if node is None else node._value()
+    return isinstance(written, str) and "train.increasing_batch_sizes" in written
+
+
+def _option_name_problems(cfg: DictConfig, bad: set[str]) -> list[str]:
+    """`optimizer.name` and `schedule.name` must be declared by an option of their group."""
+    found = []
+    for group in NAMED_GROUPS:
+        key = f"{group}.name"
+        if key in bad:
+            continue
+        names = options.declared_names(group, cfg)
+        value = OmegaConf.select(cfg, key)
+        if names and value not in names:
+            found.append(
+                f"{key}={value!r} must be one of {', '.join(names)} (the {group}/ options of the config "
+                f"sources; add conf/{group}/{value}.yaml to a --config-dir for a new one)"
+            )
+    return found
+
+
 def _stage_problems(cfg: DictConfig, bad: set[str], workers: int) -> list[str]:
     found: list[str] = []
     if {"train.increasing_batch_sizes", "train.batch_size", "train.epochs"} & bad:
         return found  # the stages are built from those keys; their own lines say what is wrong
-    if cfg.schedule.name == "batch" and cfg.train.epochs < len(cfg.train.increasing_batch_sizes):
+    if _splits_increasing_sizes(cfg) and cfg.train.epochs < len(cfg.train.increasing_batch_sizes):
         return [
             f"train.epochs={cfg.train.epochs} is fewer than the {len(cfg.train.increasing_batch_sizes)} "
             f"train.increasing_batch_sizes; every stage needs at least one epoch"
@@ -361,9 +402,13 @@ def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool,
             f"optimizer.rho={cfg.optimizer.rho!r} with optimizer=sgd: SGD has no perturbation; "
             f"use optimizer=sam, or sam.rho=... to set rho for SAM and GSAM in a sweep"
         )
+    found.extend(_option_name_problems(cfg, bad))
     target = OmegaConf.select(cfg, "optimizer._target_")
-    if target not in OPTIMIZER_TARGETS:
-        found.append(f"optimizer._target_={target!r} must be one of {', '.join(OPTIMIZER_TARGETS)}")
+    if target not in optimizer_targets():
+        found.append(
+            f"optimizer._target_={target!r} must be one of {', '.join(optimizer_targets())} "
+            f"(a SAM variant of your own: register it, see docs/architecture.md)"
+        )
     base = str(OmegaConf.select(cfg, "optimizer.base._target_"))
     if not re.fullmatch(r"torch\.optim\.[A-Z]\w*", base):
         found.append(
@@ -415,6 +460,7 @@ def problems(cfg: DictConfig, *, check_environment: bool = True, workers: int | 
     (its GPUs): a sweep submitted from a login node checks that in each job.
     """
     try:
+        registry.load_installed()
         found, bad = _schema_problems(cfg)
         found += _cross_key_problems(cfg, bad, check_environment, workers or world_size())
         return found + value_checks.problems(cfg, bad)

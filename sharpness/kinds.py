@@ -56,22 +56,36 @@ class Kind:
 
 
 # The paper's protocol (Andriushchenko et al. 2023 as used by Harada & Iiduka 2024).
-KINDS: Mapping[str, Kind] = MappingProxyType(
-    {
-        "worst_case": Kind(
-            worst_case_sharpness,
-            {"ball": "linf", "adaptive": False, "rho": 0.0002, "iterations": 20, "restarts": 1, "random_start": False},
-            equal_batches=True,
-        ),
-        "average_case": Kind(
-            average_case_sharpness,
-            {"ball": "linf", "adaptive": False, "rho": 0.0002, "samples": 10},
-            equal_batches=True,
-        ),
-        "hessian_eig": Kind(hessian_top_eigenvalue, {"iterations": 100, "tolerance": 1e-3}, equal_batches=False),
-        "hessian_trace": Kind(hessian_trace, {"samples": 100}, equal_batches=False),
-    }
-)
+_KINDS: dict[str, Kind] = {
+    "worst_case": Kind(
+        worst_case_sharpness,
+        {"ball": "linf", "adaptive": False, "rho": 0.0002, "iterations": 20, "restarts": 1, "random_start": False},
+        equal_batches=True,
+    ),
+    "average_case": Kind(
+        average_case_sharpness,
+        {"ball": "linf", "adaptive": False, "rho": 0.0002, "samples": 10},
+        equal_batches=True,
+    ),
+    "hessian_eig": Kind(hessian_top_eigenvalue, {"iterations": 100, "tolerance": 1e-3}, equal_batches=False),
+    "hessian_trace": Kind(hessian_trace, {"samples": 100}, equal_batches=False),
+}
+# Read-only; a user's package adds its kinds with `register` (runner.registry loads them).
+KINDS: Mapping[str, Kind] = MappingProxyType(_KINDS)
+
+
+def register(name: str, kind: Kind) -> None:
+    """Add a kind: its settings must not redefine the data settings every kind shares (or `kind`)."""
+    if not isinstance(kind, Kind):
+        raise TypeError(f"{kind!r} is not a sharpness.Kind(measure, settings, equal_batches)")
+    if not callable(kind.measure):
+        raise TypeError(f"the measure of {name!r} is not callable")
+    shared = sorted(set(kind.settings) & (set(DATA_DEFAULTS) | {"kind"}))
+    if shared:
+        raise ValueError(f"settings {shared} are shared by every kind already; leave them out of the kind's own")
+    if _KINDS.get(name, kind) is not kind:
+        raise ValueError(f"{name!r} is registered already as another kind")
+    _KINDS[name] = kind
 
 
 def defaults(kind: str) -> dict[str, Any]:
