@@ -111,7 +111,7 @@ def plot_table(
     figure = _new_figure(4.0 * len(panels) + 1.0, 3.6)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     width = 0.8 / max(len(optimizers), 1)
-    colors = {opt: f"C{i}" for i, opt in enumerate(optimizers)}
+    colors = {opt: cell_style(opt, "constant")["color"] for opt in optimizers}  # as in the curves and sweep views
     for ax, (ylabel, column) in zip(axes, panels):
         means, labelled = [], set()
         for i, opt in enumerate(optimizers):

@@ -134,3 +134,20 @@ def test_cli_writes_the_overlay_next_to_the_bars(tmp_path: Path, capsys) -> None
     assert _is_png(figures / "digits-resnet18-curves.png") and _is_png(figures / "digits-resnet18.png")
     assert (figures / "digits-resnet18-curves.pdf").read_bytes()[:5] == b"%PDF-"
     assert not (figures / "curves").exists()  # per-run curves only with --figures all
+
+
+def test_an_optimizer_has_one_colour_in_bars_and_curves(tmp_path: Path) -> None:
+    """A folder with SAM and GSAM only: the bars take the colours the curves and sweep views give them."""
+    from matplotlib.colors import to_hex
+
+    from analysis.figures import cell_style, plot_table
+
+    root = write_grid(tmp_path, (0,))
+    for folder in (root / "curves" / "digits-resnet18").glob("sgd-*"):
+        for path in sorted(folder.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        folder.rmdir()
+    runs = analysis.load_runs(root)
+    figure = plot_table(runs, "digits", "resnet18", experiment="curves")
+    bars = {to_hex(patch.get_facecolor()) for patch in figure.axes[0].patches}
+    assert bars == {to_hex(cell_style(opt, "constant")["color"]) for opt in ("sam", "gsam")}
