@@ -25,7 +25,7 @@ import pandas as pd
 from .claim_stats import Comparison, Summary, effect_kind, format_effect, format_p, summarize
 from .claims import cell_values
 from .load import completed, load_runs
-from .names import OPTIMIZERS, cell_label
+from .names import cell_label, optimizer_order
 from .stats import TEST_ERROR, choose_measure, measures_in, metric_column
 from .tables import Table
 
@@ -66,8 +66,7 @@ def _optimizers(runs: pd.DataFrame, lower: Column, higher: Column) -> list[tuple
     if lower.optimizer or higher.optimizer:
         return [(lower.optimizer or higher.optimizer, higher.optimizer or lower.optimizer)]
     present = set(runs["optimizer"].unique())
-    known = [o for o in OPTIMIZERS if o in present] + sorted(present - set(OPTIMIZERS))
-    return [(o, o) for o in known]
+    return [(o, o) for o in optimizer_order(present)]
 
 
 def compare_columns(

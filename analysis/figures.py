@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .load import completed
-from .names import OPTIMIZERS, SCHEDULES, cell_label
+from .names import OPTIMIZERS, cell_label, optimizer_order, schedule_order
 from .stats import TEST_ERROR, choose_measure, measures_in, metric_column, select_runs
 
 FORMATS = ("png", "pdf")
@@ -39,10 +40,23 @@ CURVE_PANELS = (
 _SCHEDULE_LINESTYLES = {"constant": "-", "batch": "--", "cosine": ":", "linear": "-."}
 
 
+# Dash patterns for schedules the paper does not have (a user's own), picked by name.
+_OTHER_LINESTYLES = ((0, (3, 1, 1, 1, 1, 1)), (0, (5, 2)), (0, (1, 2)), (0, (6, 1, 1, 1)), (0, (2, 1, 2, 3)))
+
+
+def _by_name(name: str, choices: int) -> int:
+    """A stable choice for a name (the same in every figure and process, unlike `hash`)."""
+    return zlib.crc32(name.encode("utf-8")) % choices
+
+
 def cell_style(optimizer: str, schedule: str) -> dict[str, object]:
-    """Matplotlib colour and line style of a grid cell (unknown names get the last ones)."""
-    index = OPTIMIZERS.index(optimizer) if optimizer in OPTIMIZERS else len(OPTIMIZERS)
-    return {"color": f"C{index}", "linestyle": _SCHEDULE_LINESTYLES.get(schedule, (0, (3, 1, 1, 1, 1, 1)))}
+    """Matplotlib colour and line style of a grid cell; other names get their own, chosen by name."""
+    if optimizer in OPTIMIZERS:
+        index = OPTIMIZERS.index(optimizer)
+    else:  # the colours after the paper's three (C3..C9)
+        index = len(OPTIMIZERS) + _by_name(optimizer, 10 - len(OPTIMIZERS))
+    style = _SCHEDULE_LINESTYLES.get(schedule) or _OTHER_LINESTYLES[_by_name(schedule, len(_OTHER_LINESTYLES))]
+    return {"color": f"C{index}", "linestyle": style}
 
 
 def style_legend(figure: Figure, optimizers: list[str], schedules: list[str], extra: tuple = ()) -> None:
@@ -81,10 +95,6 @@ def save_figure(figure: Figure, stem: str | os.PathLike, formats: tuple[str, ...
     return paths
 
 
-def _ordered(values: set[str], order: tuple[str, ...]) -> list[str]:
-    return [v for v in order if v in values] + sorted(values - set(order))
-
-
 def plot_table(
     runs: pd.DataFrame,
     dataset: str,
@@ -106,8 +116,8 @@ def plot_table(
     panels = [("Test error (%)", TEST_ERROR)]
     if measure and metric_column(measure) in done.columns:
         panels.append((f"Sharpness ({measure})", metric_column(measure)))
-    schedules = _ordered(set(done["schedule"]), SCHEDULES)
-    optimizers = _ordered(set(done["optimizer"]), OPTIMIZERS)
+    schedules = schedule_order(done["schedule"])
+    optimizers = optimizer_order(done["optimizer"])
     figure = _new_figure(4.0 * len(panels) + 1.0, 3.6)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     width = 0.8 / max(len(optimizers), 1)

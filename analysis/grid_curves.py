@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .figures import cell_style, new_figure, style_legend
 from .load import completed
-from .names import OPTIMIZERS, SCHEDULES, cell_order
+from .names import cell_order, optimizer_order, schedule_order
 from .problems import one_line
 from .stats import select_runs
 
@@ -133,9 +133,8 @@ def plot_grid_curves(
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    optimizers = [o for o in OPTIMIZERS if any(c[0] == o for c in cells)]
-    optimizers += sorted({c[0] for c in cells} - set(optimizers))
-    schedules = [s for s in SCHEDULES if any(c[1] == s for c in cells)]
+    optimizers = optimizer_order(c[0] for c in cells)
+    schedules = schedule_order(c[1] for c in cells)
     style_legend(figure, optimizers, schedules)
     counts = sorted(set(seeds.tolist()))
     spread = {"minmax": "band: min to max", "std": "band: ± sample std"}[band]

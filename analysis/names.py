@@ -8,9 +8,14 @@ figures cannot disagree about what a column is called or where it goes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 # The paper's sharpness measure (worst-case l_inf m-sharpness); the default row.
 PAPER_MEASURE = "worst_linf"
 
+# The names the paper (and this project's built-in options) print, in the paper's order. Other
+# names come from the records themselves, a user's optimizer or schedule included: they follow
+# the known ones, alphabetically (`optimizer_order`, `schedule_order`), never hidden.
 OPTIMIZERS = ("sgd", "sam", "gsam")
 # Column blocks in the paper's order; "linear" is this project's fourth schedule.
 SCHEDULES = ("constant", "batch", "cosine", "linear")
@@ -75,20 +80,41 @@ def cell_label(optimizer: str, schedule: str) -> str:
     return opt + suffix
 
 
-def cell_order(cells: set[tuple[str, str]] | list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The (optimizer, schedule) cells of one table in the paper's column order.
+def ordered(names: Iterable[str], known: Sequence[str]) -> list[str]:
+    """`names` once each: those of `known` in its order, then the others alphabetically."""
+    present = set(names)
+    return [name for name in known if name in present] + sorted(present - set(known))
 
-    The nine paper cells always come first, in the paper's order, even when
-    missing (a missing cell is shown as `-`, not dropped); `+ L` cells follow
-    when any linear run exists; cells with names this module does not know
-    come last, sorted, so nothing a sweep produced is hidden.
+
+def optimizer_order(names: Iterable[str]) -> list[str]:
+    """Optimizers as columns go: SGD, SAM, GSAM, then any other optimizer the records name, alphabetically."""
+    return ordered(names, OPTIMIZERS)
+
+
+def schedule_order(names: Iterable[str]) -> list[str]:
+    """Schedules as column blocks go: constant, + B, + C, + L, then any other, alphabetically."""
+    return ordered(names, SCHEDULES)
+
+
+def cell_order(cells: set[tuple[str, str]] | list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (optimizer, schedule) cells of one table in column order.
+
+    One block per schedule (`schedule_order`), one column per optimizer within it
+    (`optimizer_order`). The paper's three schedule blocks are always there, and
+    every block that a run made (`+ L`, a user's own schedule) follows; each block
+    holds SGD, SAM and GSAM even when missing (a missing cell is shown as `-`, not
+    dropped), and any other optimizer where it ran, so a user's own optimizer or
+    schedule is a column of its own and nothing a sweep produced is hidden.
     """
     present = set(cells)
-    order = [(opt, sched) for sched in PAPER_SCHEDULES for opt in OPTIMIZERS]
-    if any(sched == "linear" for _, sched in present):
-        order += [(opt, "linear") for opt in OPTIMIZERS]
-    known = set(order)
-    return order + sorted(present - known, key=lambda c: (c[1], c[0]))
+    blocks = set(PAPER_SCHEDULES) | {sched for _, sched in present}
+    shown = present | {(opt, sched) for sched in blocks for opt in OPTIMIZERS}
+    return [
+        (opt, sched)
+        for sched in schedule_order(s for _, s in shown)
+        for opt in optimizer_order(o for o, _ in shown)
+        if (opt, sched) in shown
+    ]
 
 
 def table_sort_key(dataset: str, model: str) -> tuple:

@@ -162,8 +162,3 @@ def stats_lookup(stats: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float,
         if n > 0 and not math.isnan(mean):
             out[(opt, sched, metric)] = (float(mean), float(std), int(n))
     return out
-
-
-def cell_means(stats: pd.DataFrame, metric: str) -> dict[tuple[str, str], float]:
-    """`{(optimizer, schedule): mean}` of one metric: what the qualitative claims compare."""
-    return {(o, s): v[0] for (o, s, m), v in stats_lookup(stats).items() if m == metric}

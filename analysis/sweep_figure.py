@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .figures import cell_style, new_figure, style_legend
-from .names import OPTIMIZERS, SCHEDULES, cell_label, cell_order
+from .names import cell_label, cell_order, optimizer_order, schedule_order
 from .sweeps import Sweep, _value_order, single_value_cells, sweep_stats
 
 
@@ -77,8 +77,8 @@ def plot_sweep(sweep: Sweep, sharpness: str | None = None) -> Figure:
         ax.set_xlabel(sweep.key)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    optimizers = [o for o in OPTIMIZERS if any(c[0] == o for c in cells)]
-    schedules = [s for s in SCHEDULES if any(c[1] == s for c in cells)]
+    optimizers = optimizer_order(c[0] for c in cells)
+    schedules = schedule_order(c[1] for c in cells)
     flat = Line2D([], [], color="gray", linewidth=1.0, alpha=0.6, label="flat, no markers:\none value only")
     style_legend(figure, optimizers, schedules, (flat,) if fixed else ())
     figure.suptitle(sweep.title(), fontsize="medium")

@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 # The project's packages: every top-level folder of the repository that is a package, and the
 # sweeper plugin, which lives in Hydra's namespace package (its own folder is `hydra_plugins`).
 PACKAGES = sorted([path.parent.name for path in REPO.glob("*/__init__.py")] + ["hydra_plugins"])
-LIBRARIES = {"sam_opt": {"sam_opt"}, "sharpness": {"sharpness"}}  # library -> the project packages it may load
-THIRD_PARTY_FORBIDDEN = {"sam_opt": {"hydra", "omegaconf"}, "sharpness": {"hydra"}}
+# library -> the project packages it may load; `analysis` reads files only (and learns names from them)
+LIBRARIES = {"sam_opt": {"sam_opt"}, "sharpness": {"sharpness"}, "analysis": {"analysis"}}
+THIRD_PARTY_FORBIDDEN = {"sam_opt": {"hydra", "omegaconf"}, "sharpness": {"hydra"}, "analysis": {"torch", "hydra"}}
 
 # Imports the package, records the top-level modules loaded, then imports every
 # submodule (entry points `__main__` aside: running a command is not importing
