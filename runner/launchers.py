@@ -33,8 +33,9 @@ EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout")
 class JobEnded(Exception):
     """A job that ended without returning its cell's outcome; the message is one line."""
 
-    def __init__(self, job_num: int, job_id: str, state: str, log_path: str, detail: str) -> None:
+    def __init__(self, job_num: int, job_id: str, state: str, log_path: str, detail: str, slurm: bool) -> None:
         self.job_num, self.job_id, self.state, self.log_path, self.detail = job_num, job_id, state, log_path, detail
+        self.slurm = slurm
         super().__init__(f"job {job_id} ended {state} before the run returned: {detail}")
 
 
@@ -48,12 +49,15 @@ def _job_state(job: Any) -> str:
 
 
 def _detail(error: BaseException) -> str:
-    """The line of submitit's message that says what happened, without its traceback or log dump."""
+    """The line of submitit's message that says what happened, without its traceback or log dump.
+
+    Empty for a job that produced no result at all (cancelled, killed): its state says why.
+    """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
     if lines[0].startswith("Job ") and len(lines) > 1 and lines[1].startswith("has not produced any output"):
-        return "it produced no result"
+        return ""  # killed or cancelled: the state says it all
     last = next((line for line in reversed(lines) if not line.startswith(("File ", "^", "-" * 10))), lines[-1])
     return last
 
@@ -100,7 +104,8 @@ class WaitingLauncherMixin:
         try:
             return job.results()[0]
         except Exception as error:  # submitit's Uncompleted/FailedJobError: the job ended without a result
-            ended = JobEnded(job_num, str(job.job_id), _job_state(job), str(job.paths.stderr), _detail(error))
+            state, slurm = _job_state(job), self._EXECUTOR == "slurm"
+            ended = JobEnded(job_num, str(job.job_id), state, str(job.paths.stderr), _detail(error), slurm)
             log.debug("job %s: %s", job.job_id, error)
             returned = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
             returned.return_value = ended

@@ -158,7 +158,8 @@ def _end_event(cell: dict[str, Any]) -> str:
     if state == "completed":
         return f"completed (test err {_pct(cell['test_error'])}, {st.format_duration(cell['wall_time_s'])})"
     if state == "unfinished":
-        return f"stopped before the end (unfinished; a relaunch resumes it); log: {log}"
+        slurm = f", SLURM {cell['scheduler_state']}" if cell.get("scheduler_state") else ""
+        return f"stopped before the end (unfinished{slurm}; a relaunch resumes it); log: {log}"
     return f"{state.upper()}: {cell.get('error') or 'no error message'}; log: {log}"
 
 

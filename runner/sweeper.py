@@ -40,6 +40,8 @@ from runner.value_checks import added_key_problems
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "sweep_plan.json"
+# SLURM states that say how a job ended early (anything else: its process was killed).
+SCHEDULER_ENDS = ("FAILED", "PREEMPTED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
 
 
 @dataclass
@@ -291,15 +293,21 @@ def _ended(results: list[Sequence[JobReturn]]) -> list[JobEnded]:
 
 def _ended_outcome(cell: PlannedCell, ended: JobEnded) -> dict[str, Any]:
     """The summary's record of a job that ended early: unfinished (resumable) unless its process failed."""
-    slurm = "_" in ended.job_id or not ended.job_id.isdigit()
-    job = f"SLURM job {ended.job_id}" if slurm else f"job {ended.job_id}"
-    what = "was cancelled" if ended.state == "CANCELLED" else f"ended {ended.state}"
+    job = f"SLURM job {ended.job_id}" if ended.slurm else f"job {ended.job_id}"
+    if ended.detail:  # the job's own process raised
+        what = "failed"
+    elif ended.state == "CANCELLED":
+        what = "was cancelled"
+    elif ended.state in SCHEDULER_ENDS:
+        what = f"ended {ended.state}"
+    else:  # a local job's state says FINISHED however its process ended
+        what = "was killed"
     return {
-        "status": "failed" if ended.state == "FAILED" and ended.detail != "it produced no result" else "unfinished",
+        "status": "failed" if ended.detail else "unfinished",
         "job_num": ended.job_num,
         "job_id": ended.job_id,
         "overrides": cell.overrides,
         "run_dir": str(cell.run_dir),
         "log": ended.log_path,
-        "error": f"{job} {what} before the run returned ({ended.detail})",
+        "error": f"{job} {what} before the run returned" + (f": {ended.detail}" if ended.detail else ""),
     }

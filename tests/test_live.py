@@ -13,6 +13,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -241,3 +242,95 @@ def test_on_a_terminal_the_table_is_redrawn_in_place_below_the_log(results_root)
     # The cells' log lines came through, each erased the table first; no progress bar was drawn.
     assert "epoch 1/1 stage 0" in raw and "epoch/s" not in raw and "it/s" not in raw
     assert all(int(n) == 5 for n in redraws), set(redraws)  # header, shared parts, column titles, 2 rows
+
+
+# ------------------------------------------------------------------ a job that ends early: one summary line
+
+LONG = [*QUICK, "model.width=4", "train.epochs=6", "dataset.train_size=2048", "optimizer=sgd,sam"]
+SAM_CELL = "synthetic-resnet18/sam-constant/batch_size=32,epochs=6,train_size=2048,width=4/seed=0"
+
+
+def _wait_for(condition, timeout: float, what: str, process: subprocess.Popen, output: Path):
+    deadline = time.time() + timeout
+    while (found := condition()) is None:
+        if process.poll() is not None:
+            raise AssertionError(f"the sweep ended before {what}:\n{output.read_text()[-4000:]}")
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{output.read_text()[-4000:]}")
+        time.sleep(0.2)
+    return found
+
+
+def _summary_of_a_sweep_with_one_job_ended(output: Path, process: subprocess.Popen, end_job) -> tuple[int, str]:
+    """Waits for the SAM cell to train, ends its job with `end_job(run_dir)`, returns exit status and output."""
+    run_dir = output.parent / "results" / "adhoc" / SAM_CELL
+    _wait_for(lambda: True if (run_dir / ".lock").exists() else None, 300, "the SAM cell's lock", process, output)
+    end_job(run_dir)
+    try:
+        process.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"the sweep hung:\n{output.read_text()[-4000:]}") from None
+    return process.returncode, output.read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_local_job_is_one_line_of_the_summary(tmp_path):
+    output = tmp_path / "sweep.out"
+    args = [*LONG, f"results_root={tmp_path / 'results'}", "hydra/launcher=local", "hydra.sweeper.live_every=0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    with open(output, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "launch.py"), "-m", *args], cwd=REPO, env=env, stdout=handle, stderr=handle
+        )
+
+    def kill(run_dir: Path) -> None:
+        os.kill(json.loads((run_dir / ".lock").read_text())["pid"], signal.SIGKILL)
+
+    code, out = _summary_of_a_sweep_with_one_job_ended(output, process, kill)
+    assert code == 1, out
+    assert "Traceback" not in out and "UncompletedJobError" not in out, out
+    (line,) = [line for line in out.splitlines() if line.startswith("  UNFINISHED ")]
+    assert re.fullmatch(
+        rf"  UNFINISHED {re.escape(SAM_CELL)}: job \d+ was killed before the run returned \(log: /\S+_log\.err\)", line
+    ), line
+    summary = json.loads((tmp_path / "results" / "adhoc" / "sweep_summary.json").read_text())
+    assert (summary["counts"]["completed"], summary["counts"]["unfinished"]) == (1, 1)
+    assert f"{SAM_CELL}: stopped before the end (unfinished; a relaunch resumes it)" in out
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_cancelled_slurm_job_is_one_line_of_the_summary(tmp_path):
+    from test_slurm import Sweep, _cluster_problem
+
+    problem = _cluster_problem()
+    if problem and os.environ.get("SAM_REQUIRE_SLURM") == "1":
+        pytest.fail(f"SAM_REQUIRE_SLURM=1 but {problem}")
+    if problem:
+        pytest.skip(problem)
+    sweep = Sweep(tmp_path / "results")
+    # The cluster sweep keeps its default small sharpness measure (test_slurm.JOB_FAST).
+    args = [a for a in LONG if a not in ("device=cpu", "sharpness=none")] + [
+        "device=cpu",
+        "hydra.sweeper.live_every=0.5",
+    ]
+    try:
+        process = sweep.start(*args)
+
+        def cancel(run_dir: Path) -> None:
+            job = json.loads((run_dir / ".lock").read_text())["slurm_job_id"]
+            subprocess.run(["scancel", str(job)], check=True, timeout=60)
+
+        code, out = _summary_of_a_sweep_with_one_job_ended(sweep.output, process, cancel)
+    finally:
+        sweep.cancel_all()
+    assert code == 1, out
+    assert "Traceback" not in out and "UncompletedJobError" not in out, out
+    (line,) = [line for line in out.splitlines() if line.startswith("  UNFINISHED ")]
+    assert re.fullmatch(
+        rf"  UNFINISHED {re.escape(SAM_CELL)}: SLURM job \d+_1 was cancelled before the run returned "
+        rf"\(log: /\S+/\.submitit/\d+_1/\d+_1_0_log\.err\)",
+        line,
+    ), line
+    assert sweep.summary()["counts"]["completed"] == 1
