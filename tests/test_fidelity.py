@@ -167,3 +167,31 @@ def test_analysis_flags_a_table_whose_runs_were_measured_differently(tmp_path):
     (note,) = [n for n in notes if n.startswith("Not comparable")]
     assert "2 runs with [precision=fp32; worst_linf: subset=first" in note and "1 run with" in note
     assert "subset=random" in note
+
+
+def test_the_vit_recipe_erases_and_fills_as_the_authors_do():
+    from torchvision import transforms as T
+
+    from runner.data import build_transform, mixup_cutmix
+
+    dataset = dict(composed("cifar100_vit_tiny").dataset)
+    steps = build_transform(dataset, train=True, augment=True).transforms
+    (erasing,) = [s for s in steps if isinstance(s, T.RandomErasing)]
+    assert erasing.p == 0.25 and erasing.scale == (0.02, 0.4) and erasing.ratio == pytest.approx((0.3, 1 / 0.3))
+    assert erasing.value == pytest.approx(list(dataset["mean"]))  # the mean pixel values, not 0
+    (policy,) = [s for s in steps if isinstance(s, T.AutoAugment)]
+    assert policy.fill == [128, 128, 128]
+    mixing = mixup_cutmix({"mixup_prob": 0.5, "label_smoothing": 0.1}, 100)
+    assert mixing.mixup_alpha == 1.0 and mixing.cutmix_alpha == 1.0 and mixing.switch_prob == 0.5
+
+
+def test_choices_of_the_authors_networks_and_epochs_are_validated_before_anything_runs():
+    from runner.validate import problems
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        wrn = compose("config", overrides=["experiment=paper/cifar10_wrn28_10", "model.init=xavier"])
+        vit_cfg = compose("config", overrides=["experiment=paper/cifar100_vit_tiny", "model.architecture=deit"])
+        repeats = compose("config", overrides=["dataset=digits", "train.repeated_aug=3"])
+    assert any(line.startswith("model.init=") and "authors" in line for line in problems(wrn, check_environment=False))
+    assert any("model.architecture=" in line and "timm" in line for line in problems(vit_cfg, check_environment=False))
+    assert any("train.repeated_aug=3 needs dataset.loader=torchvision" in line for line in problems(repeats))
