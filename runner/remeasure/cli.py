@@ -14,6 +14,8 @@ root searched for run folders, or a glob of either. Overrides:
   worst_linf) and `sharpness.<name>.<key>=<value>`;
 - `device=auto|cpu|cuda[:k]`, `force=true` (re-measure entries already recorded
   with the same settings; otherwise those are skipped);
+- `plugins=[mypkg.ext]`: modules of yours that register a model, dataset or measure kind
+  (installed extensions load anyway); a run folder's own `plugins` is never imported;
 - `hydra/...` and `hydra....` for `-m` (launcher, sweep folder);
 - any other `key=value` changes the runs' stored configs, e.g. `dataset.root=/data`
   when the data lives elsewhere than at training time.
@@ -39,7 +41,9 @@ from omegaconf import DictConfig
 
 from sharpness.settings import normalize_all
 
+from .. import registry
 from ..config_dir import config_dir
+from ..options import default_sources, group_options
 from .runs import RunPlan, UsageError, find_runs, plan_runs, remeasure, resolve_device
 
 log = logging.getLogger(__name__)
@@ -52,8 +56,9 @@ PRIMARY_NODE = {
     "device": "auto",
     "force": False,
     "run": None,  # the run folder of one multirun job
+    "plugins": [],  # modules of the user's to import (runner.registry); never read from a run's config
 }
-_OWN_KEYS = ("sharpness", "device", "force")
+_OWN_KEYS = ("sharpness", "device", "force", "plugins")
 
 
 @dataclass
@@ -96,7 +101,8 @@ def parse_args(argv: list[str]) -> Invocation:
 
 
 def available_measures() -> list[str]:
-    return sorted(path.stem for path in (CONF_DIR / "sharpness").glob("*.yaml"))
+    """The options of the sharpness/ group: conf/'s and those of installed extensions."""
+    return group_options("sharpness", sources=[f"file://{CONF_DIR}", *default_sources()[1:]])
 
 
 def _selected(options: list[str]) -> list[str]:
@@ -153,6 +159,7 @@ def launch_multirun(plans: list[RunPlan], invocation: Invocation) -> int:
     def job(cfg: DictConfig) -> dict[str, Any]:
         folder = Path(cfg.run)
         try:
+            registry.enable(cfg.plugins)
             plans = plan_runs([folder], normalize_all(cfg.sharpness), run_overrides, bool(cfg.force), {folder})
             return remeasure(plans[0], resolve_device(str(cfg.device))) if plans else {}
         except Exception as error:  # one failing run must not take the sweep down
@@ -185,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         invocation = parse_args(argv)
         options = compose_options(invocation.options)
+        registry.enable(options.plugins)  # what this command line names, never a run folder's config
         measures = normalize_all(options.sharpness)
         if not measures:
             raise UsageError("nothing to measure: select a measure with sharpness=<name>")

@@ -28,12 +28,17 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from runner.io import atomic_write_json
+from runner.lock import CellLock
 from runner.models import build_model, model_problems
 from sharpness import config_problems
 
 from .measures import measure_all
 
 log = logging.getLogger(__name__)
+
+# How long a finished measurement waits for the cell's lock before giving up (another re-measure
+# holds it for the milliseconds of its write; a training run of the cell holds it for hours).
+RECORD_LOCK_WAIT_S = 120.0
 
 
 class UsageError(ValueError):
@@ -165,8 +170,11 @@ def remeasure(plan: RunPlan, device: str) -> dict[str, dict[str, Any]]:
     entries = measure_all(
         model, plan.config.dataset, plan.measures, device=device, seed=int(plan.config.get("seed", 0))
     )
-    record = _read_result(plan.folder)  # fresh: keep whatever else changed meanwhile
-    record["sharpness"] = {**(record.get("sharpness") or {}), **entries}
-    atomic_write_json(plan.folder / "result.json", record)
+    # Read, merge and replace under the cell's lock, so a re-measure running beside this one (or a
+    # retraining) cannot write between our read and our replace and lose its entries or ours.
+    with CellLock(plan.folder, wait_s=RECORD_LOCK_WAIT_S, poll_s=0.2):
+        record = _read_result(plan.folder)  # fresh: keep whatever else changed meanwhile
+        record["sharpness"] = {**(record.get("sharpness") or {}), **entries}
+        atomic_write_json(plan.folder / "result.json", record)
     print(f"{plan.folder}: " + ", ".join(f"{name}={entry['value']:.6g}" for name, entry in entries.items()), flush=True)
     return entries
