@@ -12,6 +12,7 @@ permission bits lie for root and on network file systems.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,14 @@ def cannot_write(folder: Path) -> str | None:
     return None
 
 
+def holds_runs(folder: Path) -> bool:
+    """Whether a `result.json` lies in `folder` or below (the walk stops at the first; unreadable parts skipped)."""
+    for _, _, files in os.walk(folder):
+        if "result.json" in files:
+            return True
+    return False
+
+
 def fallback_folders(folder: Path) -> list[Path]:
     """`./analysis-<name>` in the working directory, then in the temporary directory."""
     name = f"analysis-{folder.resolve().name or 'results'}"
@@ -43,8 +52,11 @@ def output_folder(
 ) -> tuple[Path, str | None]:
     """(folder to write to, a note saying why it is not the default or None); raises `OutputError`.
 
-    `requested` is `--out`; `fallbacks` default to `fallback_folders(folder)`.
+    `requested` is `--out`; `fallbacks` default to `fallback_folders(folder)`. A folder that
+    holds no run (`python -m analysis /etc`) is refused before anything is written anywhere.
     """
+    if not holds_runs(folder):
+        raise OutputError(f"{folder} holds no runs (no result.json in it or below); nothing was written")
     if requested is not None:
         problem = cannot_write(requested)
         if problem:

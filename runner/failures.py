@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import os
 import re
 
 # errno values that mean "the disk cannot take this file" and "this folder cannot be written".
@@ -106,6 +107,24 @@ def _io_error_in(error: BaseException) -> OSError | None:
     return None
 
 
+def _where(error: BaseException) -> str | None:
+    """A path the failing code was writing (a file or folder in its innermost frame), when the error names none.
+
+    Python's `write()` on an open file raises without a file name; the frame that
+    opened it (Hydra saving `.hydra/`, a log handler) still holds the path.
+    """
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, (str, os.PathLike)) and os.sep in os.fspath(value) and len(os.fspath(value)) < 4096:
+                return os.fspath(value)
+    return None
+
+
 def describe(error: BaseException) -> tuple[int, str]:
     """(exit status, one line) for an exception that ended a command."""
     from hydra.errors import HydraException
@@ -119,6 +138,8 @@ def describe(error: BaseException) -> tuple[int, str]:
         return 2, _hydra_line(error)
     found = _io_error_in(error)
     if found is not None:
+        if found.filename is None:
+            found.filename = _where(found)
         return 1, io_line(found)
     first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
     return 1, f"{type(error).__name__}: {first}" if first else type(error).__name__

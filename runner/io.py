@@ -76,12 +76,21 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+    except OSError as error:  # name the file the user knows, not the temporary one
+        _remove(tmp_name)
+        if error.filename in (None, tmp_name):
+            error.filename = str(path)
         raise
+    except BaseException:
+        _remove(tmp_name)
+        raise
+
+
+def _remove(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -100,9 +109,46 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, text + "\n")
 
 
+class _Recording:
+    """A file handle that keeps the OSError of a failed write: torch's zip writer reports a full disk
+    as `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`, naming neither."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _torch_save(obj: Any, handle: IO[bytes], path: Path) -> None:
+    recording = _Recording(handle)
+    try:
+        torch.save(obj, recording)
+        handle.flush()
+    except OSError as error:
+        error.filename = error.filename or str(path)
+        raise
+    except RuntimeError:
+        if recording.error is None:
+            raise
+        raise OSError(recording.error.errno, recording.error.strerror, str(path)) from None
+
+
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
-    """`torch.save` through a temporary file, for checkpoints that must survive a kill."""
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    """`torch.save` through a temporary file, for checkpoints that must survive a kill.
+
+    A write the disk refuses (full, over quota, over the file size limit) raises
+    OSError naming `path` and the reason, not torch's zip writer's message.
+    """
+    _atomic_write(path, lambda handle: _torch_save(obj, handle, Path(path)))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Path]:

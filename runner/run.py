@@ -18,9 +18,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import cell_state, checkpoint_fit, data, distributed, identity, records
+from runner import cell_state, checkpoint_fit, data, debug, distributed, identity, records
 from runner import checkpoint as ckpt
 from runner.cell import Cell, build_cell, build_optimizer  # noqa: F401  (build_optimizer: tests and the bench)
+from runner.failures import io_line
 from runner.io import atomic_write_text, remove_stale_temporaries
 from runner.lock import CellBusy, CellLock
 from runner.loggers import Loggers, open_loggers
@@ -180,11 +181,14 @@ def _train_and_write(
     except ConfigError:
         raise
     except Exception as error:  # the sweep goes on; the record says why this cell did not
-        log.error("run failed: %s\n%s", error, traceback.format_exc())
+        if isinstance(error, OSError):  # a full disk or a folder gone read-only: the file and the remedy suffice
+            log.error("run failed: %s", io_line(error))
+        else:
+            log.error("run failed: %s\n%s", error, traceback.format_exc())
         record = records.build_record(
             cfg,
             "failed",
-            error=f"{type(error).__name__}: {error}",
+            error=io_line(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}",
             precision=precision,
             wall_time_s=time.time() - started,
         )
@@ -220,7 +224,8 @@ def _train(
         cell = build_cell(cfg, dist, precision)  # loading may have changed weights and RNGs: rebuild from scratch
         progress = ckpt.Progress()
     clock = Clock(progress.wall_time_s)
-    train_epochs(cfg, run_dir, dist, cell, progress, trackers, clock)
+    with debug.session(cfg, run_dir):  # the debug presets' profiler and overfit check; nothing otherwise
+        train_epochs(cfg, run_dir, dist, cell, progress, trackers, clock)
     return _finish(cfg, run_dir, dist, cell, progress, clock)
 
 

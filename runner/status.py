@@ -32,6 +32,8 @@ from typing import Any
 import yaml
 
 PLAN_FILE = "sweep_plan.json"
+# Records after which a relaunch skips the cell (runner.records.FINISHED_STATUSES).
+FINISHED_RECORDS = ("completed", "diverged")
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -366,7 +368,9 @@ def inspect_cell(
     # A lock, even a stale one, means a run began here.
     started = bool(progress_times) or (run_dir / CONFIG_FILE).exists() or row.lock is not None
     result_status = result.get("status") if result else None
-    result_current = (
+    # A finished record is what a relaunch goes by (it skips the cell), however old the other files;
+    # a failed one counts only if nothing was written after it.
+    result_current = result_status in FINISHED_RECORDS or (
         result_status in RESULT_STATES and result_time is not None and all(result_time >= t for t in progress_times)
     )
     outcome_status = (outcome or {}).get("status")
@@ -540,8 +544,10 @@ def collect(
             if not isinstance(entry, dict):
                 continue
             run_dir = Path(str(entry.get("run_dir") or root / str(entry.get("cell") or "")))
-            if entry.get("cell") and not run_dir.exists() and moved:
-                run_dir = root / str(entry["cell"])  # the sweep folder was moved or copied since the launch
+            if entry.get("cell") and moved:
+                run_dir = root / str(
+                    entry["cell"]
+                )  # moved or copied since the launch: this copy's cells, not the original's
             key = str(run_dir.resolve())
             job_num = _int(entry.get("job_num"))
             existing = rows.get(key)

@@ -394,8 +394,8 @@ def test_cli_formats_and_exit_codes(results: Path, tmp_path: Path, capsys) -> No
     assert main([str(tmp_path / "nowhere")]) == 2
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main([str(empty), "--figures", "none"]) == 1
-    assert "No records to tabulate." in capsys.readouterr().out
+    assert main([str(empty), "--figures", "none"]) == 2  # no runs: nothing is written into it
+    assert "holds no runs" in capsys.readouterr().err and not list(empty.iterdir())
     with pytest.raises(SystemExit):
         main([str(results), "--format", "docx"])
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from runner.cell_state import config_damage
+from runner.failures import io_line
 from runner.io import atomic_write_json
 from runner.lock import CellLock
 from runner.models import build_model, model_problems
@@ -105,6 +108,16 @@ def _recorded(recorded: dict[str, Any], name: str, settings: dict[str, Any]) -> 
     return bool(entry) and all(entry.get(key) == value for key, value in settings.items() if key != "verbose")
 
 
+def _check_writable(folder: Path) -> None:
+    """The new entries go into result.json by a replace in its folder: probe that before measuring for hours."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        error.filename = str(folder)
+        raise UsageError(io_line(error)) from None
+
+
 def plan_runs(
     folders: list[Path], measures: dict[str, dict[str, Any]], run_overrides: list[str], force: bool, explicit: set[Path]
 ) -> list[RunPlan]:
@@ -125,6 +138,9 @@ def plan_runs(
                     f"{folder}: no {needed}; cannot re-measure a run folder without "
                     f"{'weights' if needed == 'model.pt' else 'its config'}"
                 )
+        damage = config_damage(folder)
+        if damage:
+            raise UsageError(f"{damage}; result.json keeps the run's config: restore config.yaml from it")
         config = OmegaConf.load(folder / "config.yaml")
         _apply_run_overrides(config, run_overrides, folder)
         for key in ("model", "dataset"):
@@ -142,6 +158,7 @@ def plan_runs(
             name: settings for name, settings in measures.items() if force or not _recorded(recorded, name, settings)
         }
         if todo:
+            _check_writable(folder)
             plans.append(RunPlan(folder, config, todo))
         else:
             log.info("%s: already measured with these settings (force=true to redo)", folder)
