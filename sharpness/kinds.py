@@ -34,9 +34,10 @@ DATA_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "batch_size": 128,  # m of m-sharpness; only a memory bound for the Hessian measures
         "split": "train",
         "augment": False,
-        # first: the split's first `examples`, in its order (the authors' my_sharpness/data.py);
-        # random: a seeded sample of the split, other examples for every run seed
-        "subset": "first",
+        # authors: the authors' choice where their sharpness code loads the dataset (CIFAR: the
+        # first `examples`, my_sharpness/data.py), a seeded sample elsewhere; first: the split's
+        # first `examples`, in its stored order; random: a seeded sample, other examples per run seed
+        "subset": "authors",
         # authors: normalised as the authors' sharpness code does (for CIFAR-10 with std
         # 0.2023/0.1994/0.2010, not the training std; elsewhere as in training); training: as in training
         "normalization": "authors",

@@ -21,7 +21,8 @@ from .kinds import KINDS, defaults
 
 BALLS = ("linf", "l2")
 SPLITS = ("train", "test")
-SUBSETS = ("first", "random")
+# Which examples are measured; runner.data.measure_subset resolves `authors` for a dataset.
+SUBSETS = ("authors", "first", "random")
 # How the measured images are normalised; runner.data.measure_dataset_cfg applies the choice.
 NORMALIZATIONS = ("authors", "training")
 

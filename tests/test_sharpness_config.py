@@ -60,7 +60,7 @@ def test_the_default_is_the_papers_measure():
         "batch_size": 128,
         "split": "train",
         "augment": False,
-        "subset": "first",
+        "subset": "authors",
         "normalization": "authors",
         "seed": 0,
         "verbose": False,
@@ -237,3 +237,15 @@ def test_the_first_examples_do_not_depend_on_the_run_seed(synthetic):
     one = runner.remeasure.examples.example_batches(synthetic, settings, name="w", device="cpu", seed=0)
     other = runner.remeasure.examples.example_batches(synthetic, settings, name="w", device="cpu", seed=7)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, other))
+
+
+def test_the_authors_subset_is_their_first_examples_where_their_code_loads_the_dataset():
+    from runner.data import measure_subset
+
+    first = {name: measure_subset({"name": name}, "authors") for name in ("cifar10", "cifar100")}
+    assert first == {"cifar10": "first", "cifar100": "first"}
+    # stored class by class (or not in the authors' code): a seeded sample, not 3 of 200 classes
+    assert {measure_subset({"name": n}, "authors") for n in ("tiny_imagenet", "imagenet", "digits")} == {"random"}
+    assert measure_subset({"name": "tiny_imagenet"}, "first") == "first"
+    with pytest.raises(ValueError, match="subset='all' must be one of authors, first, random"):
+        measure_subset({"name": "cifar10"}, "all")

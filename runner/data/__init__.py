@@ -7,8 +7,9 @@
   transforms) for every dataset, ImageNet included.
 - `build_loader(dataset, batch_size, ...)`: a seeded DataLoader for that path.
 - `mixup_cutmix(settings, num_classes)`: the ViT recipe's batch-level mixing.
-- `measure_dataset_cfg(dataset_cfg, normalization)`: the normalisation a sharpness
-  measure uses (as in training, or as the authors' sharpness code).
+- `measure_dataset_cfg(dataset_cfg, normalization)`, `measure_subset(dataset_cfg, subset)`:
+  the normalisation and the examples of a sharpness measure (as the authors' sharpness
+  code, or as training / a seeded sample).
 - `check_available(dataset_cfg)`: the config-time check that the data exists.
 - The registries the configs and validation read: `DATASETS` (`dataset.name`),
   `AUGMENTATIONS` (`dataset.augment`), `CROPS` (`dataset.crop`), `LOADERS`
@@ -29,7 +30,7 @@ from .api import (
 )
 from .common import DatasetUnavailableError
 from .loader import SeededBatchSampler, SeededLoader, build_loader, epoch_generator
-from .measure_stats import AUTHORS_MEASURE_STATS, measure_dataset_cfg
+from .measure_stats import AUTHORS_MEASURE_STATS, measure_dataset_cfg, measure_subset
 from .memory import InMemoryImages
 from .transforms import AUGMENTATIONS, CROPS, build_transform, crop_padding, device_can_augment, mixup_cutmix
 
@@ -56,5 +57,6 @@ __all__ = [
     "load_tensors",
     "loader_problems",
     "measure_dataset_cfg",
+    "measure_subset",
     "mixup_cutmix",
 ]

@@ -79,6 +79,7 @@ def example_batches(
     `channels_last` lays the images out for a channels-last model, as training did.
     """
     dataset_cfg = data.measure_dataset_cfg(dataset_cfg, settings["normalization"])
+    settings = {**settings, "subset": data.measure_subset(dataset_cfg, settings["subset"])}
     split = settings["split"]
     augment = bool(settings["augment"]) and augmentation(dataset_cfg) != "none"
     seed = mixed_seed(seed, settings["seed"])
