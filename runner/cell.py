@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
+from runner import debug
 from runner.data.loader import examples_per_epoch
 from runner.distributed import DistContext
 from runner.models import build_model
@@ -116,7 +117,7 @@ def build_cell(cfg: DictConfig, dist: DistContext, precision: str) -> Cell:
         optimizer=optimizer,
         # an epoch of the ViT recipe is train.repeated_aug passes over the training set
         schedule=Schedule.from_config(
-            cfg.schedule, examples_per_epoch(int(cfg.dataset.train_size), int(cfg.train.repeated_aug))
+            cfg.schedule, examples_per_epoch(debug.train_examples(cfg), int(cfg.train.repeated_aug))
         ),
         pipes=pipes,
         loss_fn=_loss_fn(cfg, pipes),

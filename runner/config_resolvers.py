@@ -34,6 +34,11 @@ def equal_stages(batch_sizes: Sequence[int], epochs: int) -> ListConfig:
     )
 
 
+def fewest_epochs(schedule_name: str, batch_sizes: Sequence[int]) -> int:
+    """The shortest training a schedule allows (the debug presets): one epoch per + B stage, else one."""
+    return len(list(batch_sizes)) if schedule_name == "batch" else 1
+
+
 def variant_dir(variant: str | None) -> str:
     """`rho=0.1` -> `rho=0.1/`, "" -> "": the optional folder level between the cell and its seed."""
     return f"{variant}/" if variant else ""
@@ -53,6 +58,8 @@ def register_resolvers() -> None:
     """Register the project's resolvers (idempotent)."""
     if not OmegaConf.has_resolver("equal_stages"):
         OmegaConf.register_new_resolver("equal_stages", equal_stages)
+    if not OmegaConf.has_resolver("fewest_epochs"):
+        OmegaConf.register_new_resolver("fewest_epochs", fewest_epochs)
     if not OmegaConf.has_resolver("variant_dir"):
         OmegaConf.register_new_resolver("variant_dir", variant_dir)
     if not OmegaConf.has_resolver("run_variant"):

@@ -29,6 +29,8 @@ NEUTRAL_KEYS = (
     "force",
     "progress",
     "tags",
+    "debug.overfit_check",
+    "debug.profile",
     "keep_checkpoint",
     "results_root",
     "data_dir",

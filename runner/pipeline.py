@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from omegaconf import DictConfig
 
-from runner import data
+from runner import data, debug
 from runner.device_loader import DeviceLoader
 from runner.distributed import per_rank_batch_size
 
@@ -74,8 +74,8 @@ def _device_pipelines(
 ) -> Pipelines:
     """The whole dataset on the device, batches cut there (in-memory datasets)."""
     dataset_cfg = cfg.dataset
-    train_x, train_y = data.load_tensors(dataset_cfg, "train")
-    test_x, test_y = data.load_tensors(dataset_cfg, "test")
+    train_x, train_y = debug.cut(*data.load_tensors(dataset_cfg, "train"), debug.train_examples(cfg))
+    test_x, test_y = debug.cut(*data.load_tensors(dataset_cfg, "test"), debug.test_examples(cfg))
 
     def loader(x: torch.Tensor, y: torch.Tensor, **options: Any) -> DeviceLoader:
         return DeviceLoader(x, y, mean=list(dataset_cfg.mean), std=list(dataset_cfg.std), device=device, **options)

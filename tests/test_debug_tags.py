@@ -49,3 +49,36 @@ def test_labels_from_a_list_or_a_string():
     assert run_labels({"tags": "x, y"}) == ["x", "y"]
     assert run_labels({}) == []
     assert tags_problems({"tags": ["a", 1]}) == [] and tags_problems({"tags": [{"a": 1}]}) != []
+
+
+def test_debug_fdr_runs_two_batches_per_epoch_the_fewest_epochs_into_the_debug_folder(results_root):
+    base = [*(o for o in QUICK if not o.startswith("train.epochs")), "model.width=4", f"results_root={results_root}"]
+    launch([*base, "debug=fdr"], check=True)  # constant, batch 32: two batches of 32, one epoch
+    launch([*base, "debug=fdr", "schedule=batch"], check=True)  # + B [32, 64]: 2 x 64 examples, one epoch a stage
+    found = {record["schedule"]: (folder, record) for folder, record in results(results_root).items()}
+    (constant_dir, constant), (_, batch) = found["constant"], found["batch"]
+    assert constant["status"] == batch["status"] == "completed"
+    assert (constant["epochs"], constant["steps"]) == (1, 2)
+    assert (batch["epochs"], batch["steps"]) == (2, 128 // 32 + 128 // 64)
+    assert constant_dir.relative_to(results_root).parts[0] == "debug" and "debug=fdr" in constant["variant"].split(",")
+    assert constant["sharpness"] == {}
+    stamp = (constant_dir / "result.json").stat().st_mtime_ns
+    launch([*base, "debug=fdr"], check=True)  # a debug run always trains again
+    assert (constant_dir / "result.json").stat().st_mtime_ns != stamp
+
+
+def test_debug_overfit_says_whether_a_few_batches_were_learnt(results_root):
+    launch([*QUICK, "model.width=4", f"results_root={results_root}", "debug=overfit"], check=True)
+    ((folder, record),) = results(results_root).items()
+    assert record["epochs"] == 30 and record["steps"] == 60
+    log = (folder / "run.log").read_text()
+    assert "overfit check passed" in log or "overfit check FAILED" in log
+    assert ("passed" in log) == (record["train_error"] < 1.0)
+
+
+def test_debug_profile_writes_a_trace_and_an_operator_table(results_root):
+    launch([*QUICK, "model.width=4", f"results_root={results_root}", "debug=profile"], check=True)
+    ((folder, record),) = results(results_root).items()
+    trace = json.loads((folder / "profile" / "trace.json").read_text())
+    assert any("conv" in str(event.get("name", "")).lower() for event in trace["traceEvents"])
+    assert "Self CPU" in (folder / "profile" / "ops.txt").read_text()
