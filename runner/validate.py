@@ -4,7 +4,8 @@ the rules between keys, checked at launch before any data is read or any file is
 `KEYS` is the schema (one entry per key, in the order of conf/config.yaml); `_cross_key_problems`
 holds the rules that involve several keys; `problems(cfg)` runs both and returns one line per
 problem (`key=value must be ...`). Objects built from a validated config trust their inputs.
-Hydra itself reports unknown keys and option names (with the valid ones).
+Unknown keys and options are Hydra's to find (runner.failures says them in one line); values that
+reach a constructor or an allocation are bounded here and in runner/value_checks.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ Check = Callable[[Any], "str | None"]  # None when the value is valid, else what
 # far beyond any schedule (the paper's is 200); names stay well under the 255-byte file-name cap.
 MAX_EPOCHS = 100_000
 MAX_NAME, MAX_NAME_PART = 200, 100
+# Dataset facts a typo could inflate into an allocation (ImageNet-21k has 21841 classes, 14M images).
+MAX_CLASSES, MAX_IMAGE_SIZE, MAX_EXAMPLES = 100_000, 1024, 100_000_000
 
 
 def _is_number(value: Any) -> bool:
@@ -208,11 +211,11 @@ KEYS: dict[str, Key] = {
     "dataset.name": Key(registered(data.DATASETS)),
     "dataset.root": Key(folder_path),
     "dataset.download": Key(boolean),
-    "dataset.num_classes": Key(integer(2)),
-    "dataset.image_size": Key(integer(1)),
+    "dataset.num_classes": Key(integer(2, MAX_CLASSES)),
+    "dataset.image_size": Key(integer(1, MAX_IMAGE_SIZE)),
     "dataset.channels": Key(integer(1)),
-    "dataset.train_size": Key(integer(1)),
-    "dataset.test_size": Key(integer(1)),
+    "dataset.train_size": Key(integer(1, MAX_EXAMPLES)),
+    "dataset.test_size": Key(integer(1, MAX_EXAMPLES)),
     "dataset.mean": Key(numbers()),
     "dataset.std": Key(numbers(positive=True)),
     "dataset.augment": Key(one_of(*data.AUGMENTATIONS)),

@@ -19,6 +19,8 @@ from runner.failures import suggestion
 # Sections whose settings belong to the selected option and are checked by its owner
 # (a measure's by sharpness.config_problems, a tracker's by runner.loggers); Hydra's own node.
 OPEN_SECTIONS = ("hydra.", "sharpness.", "logger.")
+# Twice the largest model of the presets' kind (ViT-g has 1B): a typo in a width, not a model to train.
+MAX_PARAMETERS = 2_000_000_000
 
 
 def _flat_keys(node: Any, prefix: str = "") -> list[str]:
@@ -107,9 +109,30 @@ def class_count_problems(cfg: DictConfig) -> list[str]:
     ]
 
 
+def model_size_problems(cfg: DictConfig) -> list[str]:
+    """A model too large to allocate (`model.width=100000`): counted on the meta device, where nothing is allocated."""
+    import torch
+
+    from runner.models import build_model
+
+    try:
+        with torch.device("meta"):
+            parameters = sum(p.numel() for p in build_model(cfg.model).parameters())
+    except Exception:  # the model's own checks (runner.models.model_problems) name what is wrong
+        return []
+    if parameters > MAX_PARAMETERS:
+        return [
+            f"model {OmegaConf.select(cfg, 'model.name')} as configured has {parameters:,} parameters, more than "
+            f"{MAX_PARAMETERS:,}; check model.width and dataset.num_classes"
+        ]
+    return []
+
+
 def problems(cfg: DictConfig, bad: set[str]) -> list[str]:
     """Every problem above that the key-by-key checks (`bad`: the keys they refused) leave open."""
     found = class_count_problems(cfg) if not {"dataset.num_classes"} & bad else []
+    if not any(key.startswith(("model.", "dataset.")) for key in bad):
+        found.extend(model_size_problems(cfg))
     base = str(OmegaConf.select(cfg, "optimizer.base._target_"))
     if base.startswith("torch.optim.") and "optimizer.lr" not in bad:
         found.extend(base_optimizer_problems(cfg))

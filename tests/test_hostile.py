@@ -103,6 +103,9 @@ def copy_of(finished: Path, tmp_path: Path) -> tuple[Path, Path]:
         ([f"experiment_name={'x' * 300}"], "experiment_name="),
         (["experiment_name=a/" + "y" * 150], "experiment_name="),
         (["seed=${now:%s}"], "not text"),
+        (["model.width=100000"], "parameters"),
+        (["dataset.image_size=100000"], "dataset.image_size=100000"),
+        (["dataset.train_size=100000000000"], "dataset.train_size=100000000000"),
     ],
 )
 def test_values_that_reach_a_constructor_are_refused_in_one_line(overrides, named):
