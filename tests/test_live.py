@@ -297,3 +297,33 @@ def test_a_killed_local_job_is_one_line_of_the_summary(tmp_path):
     summary = json.loads((tmp_path / "results" / "adhoc" / "sweep_summary.json").read_text())
     assert (summary["counts"]["completed"], summary["counts"]["unfinished"]) == (1, 1)
     assert f"{SAM_CELL}: stopped before the end (unfinished; a relaunch resumes it)" in out
+
+
+def test_a_job_cancelled_before_it_started_is_still_a_line_of_the_summary(tmp_path):
+    """Job 1 was cancelled while queued: it left no outcome record, only the launcher saw it end."""
+    from runner import sweep_summary
+
+    sweep = tmp_path / "adhoc"
+    done = {"status": "completed", "job_num": 0, "run_dir": str(sweep / CELL), "log": "a.log"}
+    _write(sweep / ".outcomes" / "s1" / "0.json", json.dumps(done))
+    ended = {
+        "status": "unfinished",
+        "job_num": 1,
+        "job_id": "7_1",
+        "run_dir": str(sweep / OTHER),
+        "log": "/r/.submitit/7_1/7_1_0_log.err",
+        "error": "SLURM job 7_1 was cancelled before the run returned",
+    }
+    summary = sweep_summary.summarize(sweep, "s1", ended=[ended])
+    assert summary["counts"]["completed"] == 1 and summary["counts"]["unfinished"] == 1
+    text = sweep_summary.format_summary(summary)
+    assert (
+        f"  UNFINISHED {OTHER}: SLURM job 7_1 was cancelled before the run returned "
+        "(log: /r/.submitit/7_1/7_1_0_log.err)" in text.splitlines()
+    ), text
+    # A cell that recorded its own failure keeps it: the launcher's view does not replace it.
+    failed = {**done, "status": "failed", "error": "RuntimeError: boom"}
+    _write(sweep / ".outcomes" / "s1" / "0.json", json.dumps(failed))
+    summary = sweep_summary.summarize(sweep, "s1", ended=[{**ended, "job_num": 0}])
+    assert [f["error"] for f in summary["failures"]] == ["RuntimeError: boom"]
+    assert sweep_summary.exit_status(summary) == 1
