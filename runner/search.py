@@ -69,6 +69,7 @@ class SearchSweeper(ValidatingSweeper):
             space, fixed = create_params_from_overrides(given)
         except Exception as error:  # a malformed interval, a choice of lists
             _refuse([f"hydra.sweeper.params: {_first_line(error)}"])
+        space = {name: dist for name, dist in space.items() if name not in fixed}  # a fixed value wins over a range
         self.space_text = {name: repr(dist) for name, dist in space.items()}
         fixed_overrides = [f"{name}={value}" for name, value in fixed.items()]
         errors = self._space_problems(space, fixed_overrides)

@@ -149,8 +149,14 @@ def summarize(
         "runs": [
             {key: o.get(key) for key in ("job_num", "status", "overrides", "run_dir", "job_id")} for o in outcomes
         ],
-        "tables": f"python -m analysis {sweep_dir}",
+        "tables": f"{analysis_command()} {sweep_dir}",
     }
+
+
+def analysis_command() -> str:
+    """The analysis command that works where the sweep was launched: `sam-analysis` after `sam-train`
+    (an installed package, perhaps outside any venv on PATH), `python -m analysis` in a checkout."""
+    return "sam-analysis" if Path(sys.argv[0]).name.startswith("sam-") else "python -m analysis"
 
 
 def _cell_name(run_dir: str | None, sweep_dir: str) -> str | None:
@@ -281,10 +287,10 @@ class SweepSummary(Callback):
             self._sweep_dir, self.sweep_id, finished=finished, not_launched=self._not_launched, ended=self._ended
         )
         launched = summary["cells_recorded"] - len(self._not_launched)
+        last_summary = summary  # an unfinished sweep exits 1 even when no cell could record anything (a full disk)
         if not finished and not summary["cells_recorded"]:
             return  # failed before any cell ran (e.g. a bad override): the error says it all
         self._written = True
-        last_summary = summary
         if launched:  # a relaunch that trained nothing keeps the summary of the sweep that did
             try:
                 atomic_write_json(Path(self._sweep_dir) / SUMMARY_FILE, summary)

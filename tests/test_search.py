@@ -102,3 +102,12 @@ def test_objective_values_come_from_the_record():
     cfg = OmegaConf.create({"sharpness": {"worst_linf": {}}})
     assert measured_problem("sharpness.worst_linf", cfg) is None
     assert "hessian_eig" in measured_problem("sharpness.hessian_eig", cfg)
+
+
+def test_the_summary_names_the_analysis_command_of_the_install(monkeypatch):
+    from runner.sweep_summary import analysis_command
+
+    monkeypatch.setattr(sys, "argv", ["/home/you/.local/bin/sam-train", "-m"])
+    assert analysis_command() == "sam-analysis"
+    monkeypatch.setattr(sys, "argv", [str(REPO / "launch.py"), "-m"])
+    assert analysis_command() == "python -m analysis"
