@@ -120,7 +120,7 @@ class ValidatingSweeper(BasicSweeper):
                 try:
                     results.append(self.launcher.launch(batch[start : start + size], initial_job_idx=start))
                 except Exception as error:  # a launcher that raises for one job stops waiting for the rest
-                    line = _first_line(error)
+                    line = describe(error)[1]  # a full disk names the file and the remedy
                     print(f"error: the launcher stopped waiting: {line}", file=sys.stderr)
                     if summary is not None:
                         summary.note_launcher_error(line)

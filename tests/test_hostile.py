@@ -330,6 +330,9 @@ def test_a_checkpoint_the_disk_cannot_take_is_one_line_naming_it(tmp_path):
 def test_a_disk_full_before_the_record_is_one_line(tmp_path):
     line = one_error_line(run(["launch.py", *T, f"results_root={tmp_path}"], limit_bytes=2_000), status=1)
     assert line.startswith(f"error: cannot write {tmp_path}") and "free space" in line
+    sweep = run(["launch.py", "-m", *T, f"results_root={tmp_path / 'sweep'}", "optimizer=sgd,sam"], limit_bytes=2_000)
+    line = one_error_line(sweep, status=1)
+    assert f"cannot write {tmp_path / 'sweep'}" in line and "free space" in line
 
 
 def _read_only(folder: Path) -> list[str]:
