@@ -155,6 +155,20 @@ def problems(run_dir: Path, results_root: Path, *, force: bool, will_train: bool
     return found
 
 
+# What a multirun writes beside its cells (Hydra's multirun.yaml, the plan, outcomes, submitit's folders).
+SWEEP_FILES = ("multirun.yaml", "sweep_plan.json", "sweep_summary.json", ".outcomes", ".submitit")
+
+
+def sweep_problems(sweep_dir: Path) -> list[str]:
+    """Links among the files a multirun writes beside its cells (each would be written through)."""
+    found = []
+    for name in SWEEP_FILES:
+        path = Path(sweep_dir) / name
+        if path.is_symlink():
+            found.append(f"{path} is a symbolic link (to {os.readlink(path)}); writes would go through it: remove it")
+    return found
+
+
 def set_aside(path: Path) -> Path:
     """Move a damaged file to `<name>.corrupt-<UTC time>` beside it and return the new path."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -83,10 +83,11 @@ class ValidatingSweeper(BasicSweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         grid = self.split_arguments(parser.parse_overrides(self._parse_config() + list(arguments)), None)[0]
         cells, errors = self._plan(grid)
+        errors += cell_state.sweep_problems(Path(str(self.config.hydra.sweep.dir)))
         if errors:
             for line in errors:
                 print(f"error: {line}", file=sys.stderr)
-            bad = len({line.partition("]: ")[0] for line in errors})
+            bad = len({line.partition("]: ")[0] for line in errors if line.startswith("cell [")})
             print(
                 f"error: nothing was launched ({len(errors)} problem(s) in {bad} of {bad + len(cells)} cells)",
                 file=sys.stderr,

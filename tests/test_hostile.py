@@ -248,6 +248,18 @@ def test_a_linked_file_in_an_unfinished_cell_is_not_written_through(finished, tm
     assert target.read_text() == "precious\n"
 
 
+def test_a_linked_file_beside_the_cells_of_a_sweep_is_not_written_through(finished, tmp_path):
+    root, cell = copy_of(finished, tmp_path)
+    (cell / "result.json").unlink()
+    target = tmp_path / "victim.txt"
+    target.write_text("precious\n")
+    (root / "adhoc" / "multirun.yaml").unlink(missing_ok=True)
+    (root / "adhoc" / "multirun.yaml").symlink_to(target)
+    line = one_error_line(run(["launch.py", "-m", *T, f"results_root={root}"]))
+    assert "multirun.yaml is a symbolic link" in line
+    assert target.read_text() == "precious\n"
+
+
 def test_a_results_root_that_is_a_link_works(tmp_path):
     disk = tmp_path / "other-disk"
     disk.mkdir()
