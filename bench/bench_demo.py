@@ -165,10 +165,14 @@ def main() -> None:
                 for name in order:
                     tree, overrides = trees[name]
                     runs.setdefault((name, cell), []).append(measure(tree, cell, args.epochs, overrides))
-                    print(
-                        f"round {round_ + 1} {cell} {name}: {runs[(name, cell)][-1]['process']:.1f} CPU-s", flush=True
-                    )
+                    print(f"round {round_ + 1} {cell} {name}: {_phases(runs[(name, cell)][-1])}", flush=True)
     report(runs, cells, args)
+
+
+def _phases(result: dict) -> str:
+    """One measurement as a line: CPU-seconds per phase (epochs summed) and the process's total."""
+    costs = {**result["costs"], **{phase: sum(values) for phase, values in result["per_epoch"].items()}}
+    return " ".join(f"{phase} {costs[phase]:.2f}" for phase in PHASES) + f" | process {result['process']:.1f} CPU-s"
 
 
 def report(runs: dict[tuple[str, str], list[dict]], cells: list[str], args: argparse.Namespace) -> None:
