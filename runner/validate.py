@@ -220,6 +220,10 @@ KEYS: dict[str, Key] = {
     "dataset.std": Key(numbers(positive=True)),
     "dataset.augment": Key(one_of(*data.AUGMENTATIONS)),
     "dataset.crop": Key(one_of(*data.CROPS), required=False),
+    # Optional settings a loader reads when given: the CIFAR md5 check (off for a modified
+    # copy) and Tiny-ImageNet's decoded-tensor cache folder.
+    "dataset.verify_checksums": Key(boolean, required=False),
+    "dataset.cache_dir": Key(optional(folder_path), required=False),
     "dataset.loader": Key(one_of(*data.LOADERS)),
     "dataset.num_workers": Key(integer(0)),
     # model/
