@@ -11,6 +11,7 @@ imported (YAML is parsed as plain data). No torch here: the sweeper and the stat
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.resources
 from collections.abc import Iterable, Iterator
@@ -106,8 +107,14 @@ def declared_names(group: str, cfg: DictConfig | None = None, sources: Iterable[
     these are the values `runner.validate` accepts for `<group>.name`.
     """
     chosen = list(sources) if sources is not None else _sources_of(cfg) or default_sources()
+    return sorted(_declared(group, tuple(chosen)))
+
+
+@functools.lru_cache(maxsize=64)
+def _declared(group: str, sources: tuple[str, ...]) -> frozenset[str]:
+    """Read once per process: a sweeper validates every cell against the same sources."""
     names = set()
-    for source in chosen:
+    for source in sources:
         for option, entry in _group_files(source, group):
             try:
                 content = yaml.safe_load(entry.read_text(encoding="utf-8"))
@@ -115,4 +122,4 @@ def declared_names(group: str, cfg: DictConfig | None = None, sources: Iterable[
                 content = None
             name = content.get("name") if isinstance(content, dict) else None
             names.add(name if isinstance(name, str) and "${" not in name else option)
-    return sorted(names)
+    return frozenset(names)

@@ -37,6 +37,7 @@ TINY = [
     "model.width=16",
     "train.epochs=2",
     "train.batch_size=64",
+    "dataset.train_size=512",  # 8 steps of 64 per epoch
     "sharpness=first_order",
     "progress=false",
     "device=cpu",
@@ -89,14 +90,18 @@ def test_the_example_declares_one_of_each_kind_as_installed_entry_points(example
     declared = (dist / "entry_points.txt").read_text()
     for group in [*registry.ENTRY_POINT_GROUPS, registry.CONF_GROUP]:
         assert f"[{group}]" in declared
-    sources = [f"pkg://{p}" for p in ("sam_sweeps_example.conf",)]
-    # its YAML options are data inside the installed package, found without importing its code
+    # its options are YAML data inside the installed package: finding them imports no code of it
+    # but the packages' (empty) __init__ modules, and registers nothing
+    sources = ["pkg://sam_sweeps_example.conf"]
     sys.path.insert(0, str(example_site))
     try:
         assert group_options("schedule", sources=sources) == ["cosine_warm", "exponential"]
         assert declared_names("optimizer", sources=sources) == ["extrasam"]
+        assert not {"sam_sweeps_example.models", "sam_sweeps_example.optim"} & set(sys.modules)
     finally:
         sys.path.remove(str(example_site))
+        for name in [m for m in sys.modules if m.split(".")[0] == "sam_sweeps_example"]:
+            del sys.modules[name]
 
 
 def test_the_example_sweep_trains_every_cell_with_its_own_folder(example_sweep):

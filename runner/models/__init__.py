@@ -40,8 +40,12 @@ _BOOKKEEPING_KEYS = ("name", "family", "_target_")
 
 
 def constructor_path(name: str) -> str:
-    """The `_target_` the conf/model/ files give for `name` (the package-level name of its constructor)."""
-    return f"{__name__}.{MODELS[name].__name__}"
+    """The `_target_` the model options give for `name`: the package-level name of a built-in
+    constructor, the module path of one an extension registered (runner.registry)."""
+    constructor = MODELS[name]
+    if globals().get(constructor.__name__) is constructor:
+        return f"{__name__}.{constructor.__name__}"
+    return f"{constructor.__module__}.{constructor.__qualname__}"
 
 
 def _accepted_targets(name: str) -> set[str]:

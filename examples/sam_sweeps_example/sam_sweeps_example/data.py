@@ -1,8 +1,10 @@
 """Gaussian blobs from scikit-learn, each point drawn as a bump on an 8x8 image: generated, tiny, instant.
 
 A point (x, y) of `sklearn.datasets.make_blobs` becomes a Gaussian bump centred at (x, y) on the
-image grid, so the class is where the bump sits. Train and test come from one draw of
-`train_size + test_size` points (seeded by `dataset.seed`), split in order.
+image grid, so the class is where the bump sits; the classes' centres lie evenly on a circle and
+`spread` (pixels) sets how much they overlap (1.0: about 80% is the best a classifier can do).
+Train and test come from one draw of `train_size + test_size` points (seeded by `dataset.seed`),
+split in order.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ def load_blobs(dataset_cfg: Mapping[str, Any], split: str) -> tuple[torch.Tensor
     """(uint8 N x 1 x S x S images, int64 labels) of the split; N is `train_size` or `test_size`."""
     size, classes = int(dataset_cfg["image_size"]), int(dataset_cfg["num_classes"])
     train, test = int(dataset_cfg["train_size"]), int(dataset_cfg["test_size"])
+    # class centres evenly on a circle around the image centre, a quarter of the image from it
+    angles = 2 * np.pi * np.arange(classes) / classes
+    centres = (size - 1) / 2 + size / 4 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     points, labels = make_blobs(
         n_samples=train + test,
-        centers=classes,
+        centers=centres,
         cluster_std=float(dataset_cfg["spread"]),
-        center_box=(1.0, size - 2.0),
         random_state=int(dataset_cfg["seed"]),
     )
     grid = np.arange(size, dtype=np.float64)
