@@ -315,3 +315,24 @@ def test_the_guide_lists_exactly_the_files_of_the_example():
         if p.is_file() and not skip & set(p.parts) and not any(part.endswith(".egg-info") for part in p.parts)
     }
     assert _documented_tree() == files
+
+
+def test_a_users_increasing_batch_schedule_is_named_and_checked_like_the_built_in_one(tmp_path):
+    """A schedule option found through hydra.searchpath: its name is valid, and its ladder is checked
+    because its stages come from train.increasing_batch_sizes, whatever it is called."""
+    from hydra import compose, initialize_config_dir
+
+    from runner.validate import problems
+
+    (tmp_path / "schedule").mkdir()
+    batch = (REPO / "conf" / "schedule" / "batch.yaml").read_text()
+    own = batch.replace("name: batch", "name: batch_cosine").replace("lr_policy: constant", "lr_policy: cosine")
+    (tmp_path / "schedule" / "batch_cosine.yaml").write_text(own)
+    overrides = [f"hydra.searchpath=[file://{tmp_path}]", "schedule=batch_cosine", *QUICK]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        fine = compose("config", overrides=[*overrides, "train.epochs=4"], return_hydra_config=True)
+        short = compose("config", overrides=[*overrides, "train.epochs=1"], return_hydra_config=True)
+    assert fine.schedule.name == "batch_cosine" and problems(fine, check_environment=False) == []
+    assert problems(short, check_environment=False) == [
+        "train.epochs=1 is fewer than the 2 train.increasing_batch_sizes; every stage needs at least one epoch"
+    ]
