@@ -83,11 +83,14 @@ def _counters(state: Mapping[str, Any], schedule: Any) -> str | None:
     if ranks is None and step != start:
         return f"step={step} does not match epoch={epoch} (which ends at step {start})"
     if ranks is not None:
-        if epoch >= schedule.epochs or not start <= step < start + schedule.steps_in_epoch(epoch):
+        # A signal during an epoch's last step stops after it: the step may be the epoch's end.
+        if epoch >= schedule.epochs or not start <= step <= start + schedule.steps_in_epoch(epoch):
             return f"step={step} is not inside epoch {epoch + 1} of this cell"
         problem = _sums(ranks)
         if problem:
             return problem
+        if any(sums["steps"] != step - start for sums in ranks):
+            return f"epoch_in_progress counts other steps than step={step} (epoch {epoch + 1} starts at {start})"
     if not isinstance(wall, (int, float)) or isinstance(wall, bool) or not math.isfinite(wall) or wall < 0:
         return f"wall_time_s={wall!r} is not a duration"
     metrics = state["metrics"]
