@@ -336,3 +336,42 @@ def test_a_users_increasing_batch_schedule_is_named_and_checked_like_the_built_i
     assert problems(short, check_environment=False) == [
         "train.epochs=1 is fewer than the 2 train.increasing_batch_sizes; every stage needs at least one epoch"
     ]
+
+
+def test_extrasam_steps_along_its_direction_on_a_quadratic(monkeypatch):
+    """Known answer: on 1/2 w^T A w, one step is w - lr ((1 + gamma) g_p - gamma g); gamma = 0 is SAM."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    from sam_sweeps_example.optim import ExtraSAM
+
+    from sam_opt import SAM
+
+    torch.manual_seed(0)
+    a = torch.diag(torch.tensor([3.0, 1.0, 0.5]))
+    start = torch.tensor([1.0, -2.0, 0.5])
+
+    def step(optimizer_class, **settings) -> torch.Tensor:
+        w = torch.nn.Parameter(start.clone())
+        optimizer = optimizer_class([w], torch.optim.SGD, lr=0.1, rho=0.05, **settings)
+
+        def closure():
+            loss = 0.5 * w @ a @ w
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return w.detach()
+
+    g = a @ start
+    g_p = a @ (start + 0.05 * g / g.norm())
+    try:
+        for gamma in (0.0, 0.5, 2.0):
+            expected = start - 0.1 * ((1 + gamma) * g_p - gamma * g)
+            assert torch.allclose(step(ExtraSAM, gamma=gamma), expected, atol=1e-6)
+        assert torch.equal(step(ExtraSAM, gamma=0.0), step(SAM))
+        with pytest.raises(ValueError, match=r"\['gamma'\] must be a finite number >= 0"):
+            step(ExtraSAM, gamma=-1.0)
+    finally:  # the example's modules leave this process as they came (nothing was registered)
+        for name in [m for m in sys.modules if m.split(".")[0] == "sam_sweeps_example"]:
+            del sys.modules[name]
