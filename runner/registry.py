@@ -36,8 +36,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from runner.options import CONF_ENTRY_POINTS
+
 GROUP_PREFIX = "sam_sweeps."
-CONF_GROUP = GROUP_PREFIX + "conf"  # entry points naming a package of YAML config groups
+CONF_GROUP = CONF_ENTRY_POINTS  # entry points naming a package of YAML config groups (runner.options)
 
 
 class ExtensionError(ValueError):
