@@ -195,3 +195,35 @@ def test_choices_of_the_authors_networks_and_epochs_are_validated_before_anythin
     assert any(line.startswith("model.init=") and "authors" in line for line in problems(wrn, check_environment=False))
     assert any("model.architecture=" in line and "timm" in line for line in problems(vit_cfg, check_environment=False))
     assert any("train.repeated_aug=3 needs dataset.loader=torchvision" in line for line in problems(repeats))
+
+
+def reference_vit_forward(model, images):
+    """The authors' forward pass written out with einsum, as models/ViT.py computes it, on `model`'s weights."""
+    import torch
+
+    p, (batch, channels, height, width) = model.patch_size, images.shape
+    # 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)'
+    patches = images.reshape(batch, channels, height // p, p, width // p, p).permute(0, 2, 4, 3, 5, 1)
+    x = model.patch_embed(patches.reshape(batch, -1, p * p * channels))
+    x = torch.cat([model.cls_token.expand(batch, -1, -1), x], dim=1) + model.pos_embed
+    for block in model.blocks:
+        heads = block.attn.heads
+        q, k, v = block.attn.qkv(block.norm1(x)).chunk(3, dim=-1)
+        q, k, v = (t.reshape(batch, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+        dots = torch.einsum("bhid,bhjd->bhij", q, k) * q.shape[-1] ** -0.5
+        out = torch.einsum("bhij,bhjd->bhid", dots.softmax(dim=-1), v).transpose(1, 2).reshape(x.shape)
+        x = block.attn.out(out) + x
+        x = block.mlp(block.norm2(x)) + x
+    return model.head(x[:, 0])
+
+
+def test_the_authors_vit_computes_what_their_forward_pass_computes():
+    import torch
+
+    from runner.models import vit
+
+    torch.manual_seed(1)
+    model = vit(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=3, num_classes=5).eval()
+    images = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(model(images), reference_vit_forward(model, images), atol=1e-5)
