@@ -65,11 +65,17 @@ class SearchSweeper(ValidatingSweeper):
         from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
         given = [f"{key}={value}" for key, value in self.search_params.items()] + list(arguments)
+        space, fixed = {}, {}
         try:
-            space, fixed = create_params_from_overrides(given)
+            for override in given:  # one at a time: a key given twice keeps its last value, range or not
+                searched, plain = create_params_from_overrides([override])
+                for name in [*searched, *plain]:
+                    space.pop(name, None)
+                    fixed.pop(name, None)
+                space.update(searched)
+                fixed.update(plain)
         except Exception as error:  # a malformed interval, a choice of lists
             _refuse([f"hydra.sweeper.params: {_first_line(error)}"])
-        space = {name: dist for name, dist in space.items() if name not in fixed}  # a fixed value wins over a range
         self.space_text = {name: repr(dist) for name, dist in space.items()}
         fixed_overrides = [f"{name}={value}" for name, value in fixed.items()]
         errors = self._space_problems(space, fixed_overrides)
