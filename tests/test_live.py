@@ -1,4 +1,4 @@
-"""The launcher's live view (runner/live.py) and a sweep's clean end when a job is killed or cancelled.
+"""The launcher's live view (runner/live.py, live_text.py) and one summary line for a job killed early.
 
 The event and table tests write cell folders by hand, as the runner writes them; the
 others run real multiruns through `launch.py -m`: in a pipe (one line per event), on a
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import QUICK, REPO, launch
 
-from runner import live
+from runner import live, live_text
 from runner import status as st
 
 CELL = "digits-resnet18/sgd-constant/seed=0"
@@ -51,13 +51,13 @@ def _epochs(run_dir: Path, count: int) -> None:
 
 
 def _cells(sweep: Path) -> list[dict]:
-    return live.launched_cells(st.collect(sweep, scheduler=lambda ids: None))
+    return live_text.launched_cells(st.collect(sweep, scheduler=lambda ids: None))
 
 
 def test_events_say_each_start_epoch_and_end_once(tmp_path):
     sweep = tmp_path / "demo"
     _plan(sweep, [CELL, OTHER])
-    log = live.EventLog()
+    log = live_text.EventLog()
     log.start(_cells(sweep))
     assert log.lines(_cells(sweep)) == []  # both pending
 
@@ -86,7 +86,7 @@ def test_cells_as_they_were_before_the_launch_are_not_news(tmp_path):
     sweep = tmp_path / "demo"
     _plan(sweep, [CELL])
     _epochs(sweep / CELL, 1)  # an earlier launch trained one epoch and stopped
-    log = live.EventLog()
+    log = live_text.EventLog()
     log.start(_cells(sweep))
     assert log.lines(_cells(sweep)) == []
     # A job that never got further: only once the launcher returned is it said to have stopped.
@@ -101,15 +101,15 @@ def test_cells_as_they_were_before_the_launch_are_not_news(tmp_path):
 def test_a_job_that_began_is_starting_until_the_launcher_returns(tmp_path):
     sweep = tmp_path / "demo"
     _plan(sweep, [CELL])
-    log = live.EventLog()
+    log = live_text.EventLog()
     log.start(_cells(sweep))
     _write(sweep / ".outcomes" / "s1" / "0.json", json.dumps({"status": "unfinished", "job_num": 0}))
     status = st.collect(sweep, scheduler=lambda ids: None)
-    assert "starting" in live.render_table(status, 80, 24)[-1]
+    assert "starting" in live_text.render_table(status, 80, 24)[-1]
     assert log.lines(_cells(sweep)) == [f"{CELL}: started"]
     final = log.lines(_cells(sweep), final=True)
     assert len(final) == 1 and "stopped before the end" in final[0]
-    assert "unfinished" in live.render_table(status, 80, 24, final=True)[-1]
+    assert "unfinished" in live_text.render_table(status, 80, 24, final=True)[-1]
 
 
 def test_the_table_fits_the_terminal_and_keeps_running_cells(tmp_path):
@@ -125,13 +125,13 @@ def test_the_table_fits_the_terminal_and_keeps_running_cells(tmp_path):
     _epochs(sweep / cells[-1], 1)
     _write(sweep / cells[2] / "result.json", json.dumps({"status": "failed", "error": "RuntimeError: out of memory"}))
     status = st.collect(sweep, scheduler=lambda ids: None)
-    table = live.render_table(status, 80, 24)
+    table = live_text.render_table(status, 80, 24)
     assert all(len(line) < 80 for line in table), table
     assert table[0].startswith("12 cells: 10 pending, 1 unfinished, 1 failed")
     assert table[1] == f"cells: digits-resnet18/*/{variant}/*"
     assert table[3].split()[:2] == ["sgd-constant/seed=0", "pending"]
     assert table[-1].startswith("failed sgd-batch/seed=0: RuntimeError: out of memory (log: ")
-    short = live.render_table(status, 80, 8)  # 8 lines: the failed and unfinished rows stay
+    short = live_text.render_table(status, 80, 8)  # 8 lines: the failed and unfinished rows stay
     assert len(short) <= 8 and "... and" in short[-2] and any("failed" in line for line in short[3:-2]), short
 
 
