@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import QUICK, launch
 
 from runner.loggers.common import run_labels, tags_problems
@@ -67,6 +68,7 @@ def test_debug_fdr_runs_two_batches_per_epoch_the_fewest_epochs_into_the_debug_f
     assert (constant_dir / "result.json").stat().st_mtime_ns != stamp
 
 
+@pytest.mark.slow  # 30 epochs
 def test_debug_overfit_says_whether_a_few_batches_were_learnt(results_root):
     quick = [o for o in QUICK if not o.startswith("train.epochs")]  # the preset's own 30 epochs
     launch([*quick, "model.width=4", f"results_root={results_root}", "debug=overfit"], check=True)
@@ -77,6 +79,7 @@ def test_debug_overfit_says_whether_a_few_batches_were_learnt(results_root):
     assert ("passed" in log) == (record["train_error"] < 1.0)
 
 
+@pytest.mark.slow
 def test_debug_profile_writes_a_trace_and_an_operator_table(results_root):
     launch([*QUICK, "model.width=4", f"results_root={results_root}", "debug=profile"], check=True)
     ((folder, record),) = results(results_root).items()
