@@ -166,7 +166,7 @@ def demo_claim_failures(records: list[dict]) -> list[str]:
     """The paper's sharpness orderings the demo must show, checked in every seed; one line per failure.
 
     + B flatter than constant for each optimizer, and SAM and GSAM flatter than SGD
-    at a constant lr and with + C (issue 13), plus every cell trained below 3 %
+    at a constant lr and with + C, plus every cell trained below 3 %
     training error (the constant-lr cells end at 1-2.3 %, the rest lower).
     """
     cells: dict[int, dict[tuple[str, str], dict]] = {}
