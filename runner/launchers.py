@@ -6,8 +6,8 @@ a kill, a node failure, a job that exited. The launching process then prints
 submitit's traceback and stops waiting while the other jobs still run. Here
 every job is waited for, and one that ended early comes back as a failed job
 carrying a `JobEnded` (job id, SLURM state, log path), which the sweep summary
-turns into one line. hydra_plugins/sam_sweeps registers the classes where
-Hydra looks for launchers.
+turns into one line. hydra_plugins/sam_sweeps mixes this into
+hydra-submitit-launcher's classes where Hydra looks for launchers.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from omegaconf import OmegaConf
-
-from hydra_plugins.hydra_submitit_launcher import submitit_launcher
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
@@ -63,16 +59,22 @@ def _detail(error: BaseException) -> str:
 
 
 class WaitingLauncherMixin:
-    """`launch` of a submitit launcher that waits for every job and never raises for one that ended early."""
+    """`launch` of a submitit launcher that waits for every job and never raises for one that ended early.
+
+    Mixed into hydra-submitit-launcher's classes, whose settings it reads:
+    `_EXECUTOR` (local or slurm), `params` (hydra.launcher) and `generic_keys`,
+    the settings submitit names without the executor's prefix.
+    """
 
     _EXECUTOR: str
     params: dict[str, Any]
     config: Any
+    generic_keys: frozenset[str] = frozenset()
 
     def _executor(self) -> Any:
         import submitit
 
-        generic = set(OmegaConf.structured(BaseQueueConf).keys())
+        generic = self.generic_keys
         init = {"folder": self.params["submitit_folder"]}
         if "max_num_timeout" in self.params:
             init[f"{self._EXECUTOR}_max_num_timeout"] = self.params["max_num_timeout"]
@@ -110,11 +112,3 @@ class WaitingLauncherMixin:
             returned = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
             returned.return_value = ended
             return returned
-
-
-class LocalLauncher(WaitingLauncherMixin, submitit_launcher.LocalLauncher):
-    """hydra-submitit-launcher's local launcher, waiting for every job."""
-
-
-class SlurmLauncher(WaitingLauncherMixin, submitit_launcher.SlurmLauncher):
-    """hydra-submitit-launcher's SLURM launcher, waiting for every job."""
