@@ -58,6 +58,9 @@ class _CachedScheduler:
     def __init__(self, every: float) -> None:
         self.every, self.asked_at, self.answer = every, -float("inf"), None
 
+    def forget(self) -> None:
+        self.asked_at, self.answer = -float("inf"), None
+
     def __call__(self, job_ids: Sequence[str]) -> dict[str, str] | None:
         now = time.monotonic()
         known = self.answer is not None and set(job_ids) <= set(self.answer)
@@ -130,6 +133,7 @@ class LiveView:
             return
         self._stop.set()
         self._thread.join(timeout=60)
+        self._scheduler.forget()  # every job has ended: ask the scheduler afresh
         self._poll(final=True)  # the last state: every event said, the final table left on screen
         with self._lock:
             for real, text in list(self._partial.items()):

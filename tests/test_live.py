@@ -327,3 +327,23 @@ def test_a_job_cancelled_before_it_started_is_still_a_line_of_the_summary(tmp_pa
     summary = sweep_summary.summarize(sweep, "s1", ended=[{**ended, "job_num": 0}])
     assert [f["error"] for f in summary["failures"]] == ["RuntimeError: boom"]
     assert sweep_summary.exit_status(summary) == 1
+
+
+def test_a_requeued_cell_says_so_and_resumes(tmp_path):
+    sweep = tmp_path / "demo"
+    _plan(sweep, [CELL])
+    log = live_text.EventLog()
+    log.start(_cells(sweep))
+    _write(sweep / ".outcomes" / "s1" / "0.json", json.dumps({"status": "unfinished", "job_num": 0}))
+    _epochs(sweep / CELL, 1)
+    assert log.lines(_cells(sweep))[:2] == [
+        f"{CELL}: started",
+        f"{CELL}: epoch 1/2 done (train err 49.0%, test err 59.0%)",
+    ]
+    # Preempted and requeued: the scheduler says the cell's job waits again.
+    cells = _cells(sweep)
+    cells[0]["state"] = "pending"
+    assert log.lines(cells) == [f"{CELL}: pending again (requeued); it resumes from its checkpoint"]
+    assert log.lines(cells) == []
+    cells[0]["state"] = "running"
+    assert log.lines(cells) == [f"{CELL}: running again"]
