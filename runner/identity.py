@@ -120,7 +120,12 @@ def computed_values(config: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     The batch sizes count through `schedule.stages`, which the schedule builds from
     `train.batch_size` or `train.increasing_batch_sizes`; those two are sources.
     """
-    flat = _drop(_resolved_flat(config), NEUTRAL_KEYS + SOURCE_KEYS)
+    flat = _resolved_flat(config)
+    if flat.get("precision") == "auto" and flat.get("device") == "cpu":
+        # `auto` is fp32 on the CPU: a run recorded with it there computed what fp32 computes
+        # (the default was `auto` before it became fp32), so its folder is still the same cell.
+        flat["precision"] = "fp32"
+    flat = _drop(flat, NEUTRAL_KEYS + SOURCE_KEYS)
     flat.pop("train.batch_size", None)
     flat.pop("train.increasing_batch_sizes", None)
     return flat

@@ -119,3 +119,14 @@ def test_a_run_records_its_variant(tmp_path):
     assert "rho=0.1" in record["variant"] and record["variant_values"]["optimizer.rho"] == 0.1
     assert path.parent.parent.name == record["variant"]
     assert path.parent.parent.parent == Path(tmp_path) / "adhoc" / "synthetic-resnet18" / "sam-constant"
+
+
+def test_a_cpu_run_recorded_with_precision_auto_is_the_same_cell_as_fp32():
+    """`auto` meant fp32 on the CPU, so results made before fp32 became the default still resume."""
+    from runner.identity import computed_values, differences
+
+    base = {"device": "cpu", "precision": "fp32", "train": {"epochs": 3}}
+    old = {**base, "precision": "auto"}
+    assert differences(computed_values(base), computed_values(old)) == {}
+    # On a device that may be CUDA, auto may have been bf16: a different computation.
+    assert differences(computed_values({**base, "device": "auto"}), computed_values({**old, "device": "auto"}))
