@@ -121,6 +121,7 @@ def render_table(status: dict[str, Any], width: int, height: int, final: bool = 
     """
     cells = launched_cells(status)
     names, shared = st.short_names([c["cell"] for c in cells])
+    jobs = any(c["job_id"] for c in cells)  # SLURM: the job of each cell and its state (squeue's codes)
     rows = []
     for c, name in zip(cells, names):
         epoch = "-" if c["epoch"] is None and c["epochs"] is None else f"{c['epoch'] or 0}/{c['epochs'] or '?'}"
@@ -128,21 +129,28 @@ def render_table(status: dict[str, Any], width: int, height: int, final: bool = 
         eta = "~" + eta if c["eta_estimated"] and c["eta_s"] is not None else eta
         wall = st.format_duration(c["wall_time_s"])
         starting = not final and c["state"] == "unfinished" and _end_key(c)[1] is None
-        rows.append((name, "starting" if starting else c["state"], epoch, _pct(c["test_error"]), wall, eta))
-    head = ("cell", "state", "epoch", "test err", "wall", "eta")
+        row = (name, "starting" if starting else c["state"], epoch, _pct(c["test_error"]), wall, eta)
+        if jobs:
+            code = st.SLURM_CODES.get(c["scheduler_state"] or "", c["scheduler_state"] or "")
+            row += (f"{c['job_id'] or '-'} {code}".rstrip(),)
+        rows.append(row)
+    head = ("cell", "state", "epoch", "test err", "wall", "eta") + (("job",) if jobs else ())
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     widths[0] = max(min(widths[0], width - 1 - sum(widths[1:]) - 2 * (len(head) - 1)), 12)
 
     def line(values: tuple[str, ...]) -> str:
         parts = [st._shorten(values[0], widths[0]).ljust(widths[0]), values[1].ljust(widths[1])]
-        parts += [v.rjust(w) for v, w in zip(values[2:], widths[2:])]
+        parts += [v.rjust(w) for v, w in zip(values[2:6], widths[2:6])]
+        parts += [v.ljust(w) for v, w in zip(values[6:], widths[6:])]  # the job column
         return "  ".join(parts).rstrip()
 
     counts = {state: sum(c["state"] == state for c in cells) for state in st.STATES}
     tally = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-    eta = status["eta_s"]
-    when = "" if not eta else time.strftime(" (about %H:%M)", time.localtime(status["generated_at"] + eta))
-    top = f"{len(cells)} cell{'s' if len(cells) != 1 else ''}: {tally}; ETA {st.format_duration(eta)}{when}"
+    top = f"{len(cells)} cell{'s' if len(cells) != 1 else ''}: {tally}"
+    if any(c["state"] in st.ACTIVE_STATES for c in cells):
+        eta = status["eta_s"]
+        when = "" if not eta else time.strftime(" (about %H:%M)", time.localtime(status["generated_at"] + eta))
+        top += f"; ETA {st.format_duration(eta)}{when}"
     footer = [  # the last errors; the summary at the end lists every one with its whole log path
         _error_line(c, name, width - 1) for c, name in zip(cells, names) if c["state"] in ("failed", "diverged")
     ][-3:]

@@ -347,3 +347,19 @@ def test_a_requeued_cell_says_so_and_resumes(tmp_path):
     assert log.lines(cells) == []
     cells[0]["state"] = "running"
     assert log.lines(cells) == [f"{CELL}: running again"]
+
+
+def test_on_slurm_the_table_shows_each_cells_job_and_its_state(tmp_path):
+    sweep = tmp_path / "demo"
+    _plan(sweep, [CELL, OTHER])
+    plan = json.loads((sweep / "sweep_plan.json").read_text())
+    _write(sweep / "sweep_plan.json", json.dumps({**plan, "launcher": "slurm"}))
+    for task in ("7_0", "7_1"):
+        (sweep / ".submitit" / task).mkdir(parents=True)
+    _epochs(sweep / OTHER, 1)
+    status = st.collect(sweep, scheduler=lambda ids: {"7_0": "PENDING", "7_1": "CANCELLED"})
+    table = live_text.render_table(status, 80, 24)
+    rows = {line.split()[0]: line.split() for line in table[3:]}
+    assert rows["sgd-constant"][-2:] == ["7_0", "PD"] and rows["sgd-constant"][1] == "pending", table
+    assert rows["sam-constant"][-2:] == ["7_1", "CA"] and rows["sam-constant"][1] == "unfinished", table
+    assert table[0].startswith("2 cells: 1 pending, 1 unfinished; ETA "), table
