@@ -244,3 +244,45 @@ def test_demo_end_to_end_reproduces_the_sharpness_claims(tmp_path):
     assert sorted({r["seed"] for r in records}) == [0, 1]
     assert demo_claim_failures(records) == []
     assert "the paper's claims" in analysis.stdout
+
+
+def test_orderings_table_gives_every_seed_its_seven_ratios_and_fails_on_a_reversed_pair(tmp_path, capsys):
+    """bench/demo_orderings.py: what docs/benchmarks.md lists for every seed run, and its exit status."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import demo_orderings
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    sharpness = {"constant": 1.0, "batch": 0.2, "cosine": 0.8}
+    for seed in (0, 3):
+        for opt in ("sgd", "sam", "gsam"):
+            for sched, value in sharpness.items():
+                run_dir = tmp_path / "demo" / "digits-resnet18" / f"{opt}-{sched}" / f"seed={seed}"
+                run_dir.mkdir(parents=True)
+                flatter = 1.0 if opt == "sgd" else 0.5
+                if (seed, opt, sched) == (3, "gsam", "constant"):
+                    flatter = 1.5  # GSAM sharper than SGD at a constant lr in seed 3
+                record = {
+                    "schema_version": 2,
+                    "status": "completed",
+                    "experiment": "demo",
+                    "dataset": "digits",
+                    "model": "resnet18",
+                    "optimizer": opt,
+                    "schedule": sched,
+                    "seed": seed,
+                    "variant": "",
+                    "variant_values": {},
+                    "test_error": 2.0,
+                    "sharpness": {"worst_linf": {"value": value * flatter}},
+                    "config": {},
+                }
+                (run_dir / "result.json").write_text(json.dumps(record))
+    assert demo_orderings.main([str(tmp_path)]) == 1
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| ordering") and "| seed 0 | seed 3 |" in table[0]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    assert len(rows) == 7
+    assert rows["SGD + B < SGD"].endswith("| 0.200 | 0.200 | 0.200 | 2/2 |")
+    assert rows["GSAM < SGD (constant lr)"].endswith("| 0.500 | 1.500 | 1.500 | 1/2 |")
+    assert rows["GSAM + B < GSAM"].endswith("| 0.200 | 0.067 | 0.200 | 2/2 |")
