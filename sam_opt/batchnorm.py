@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from sam_opt.foreach import group_by_device_dtype
+from sam_opt.foreach import clones, group_by_device_dtype
 
 _RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -45,7 +45,7 @@ def frozen_bn_stats(model: nn.Module | None) -> Iterator[None]:
     buffers = running_stat_buffers(model) if model is not None else []
     buckets = [bucket[0] for bucket in group_by_device_dtype(buffers)]
     with torch.no_grad():
-        saved = [torch._foreach_clone(bucket) for bucket in buckets]
+        saved = [clones(bucket) for bucket in buckets]
     try:
         yield
     finally:

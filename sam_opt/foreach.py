@@ -142,7 +142,16 @@ def inner_products(first: TensorList, second: TensorList) -> TensorList:
             a, b = a.permute(order), b.permute(order)
         rows.append(a.reshape(1, -1))
         columns.append(b.reshape(1, -1).t())  # n x 1 with unit stride down the column
-    return list(torch._foreach_mm(rows, columns))
+    if hasattr(torch, "_foreach_mm"):  # one kernel per list; older torch releases lack it
+        return list(torch._foreach_mm(rows, columns))
+    return [row @ column for row, column in zip(rows, columns)]
+
+
+def clones(tensors: TensorList) -> TensorList:
+    """Copies of `tensors`, in one multi-tensor kernel where the torch release has it."""
+    if hasattr(torch, "_foreach_clone"):
+        return list(torch._foreach_clone(tensors))
+    return [tensor.clone() for tensor in tensors]
 
 
 def _storage_order(tensor: Tensor) -> list[int]:
