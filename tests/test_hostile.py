@@ -401,7 +401,7 @@ def test_sharpness_on_a_read_only_tree_refuses_before_measuring(finished, tmp_pa
 
 def test_ctrl_c_of_a_launch_is_one_line(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "launch.py", *T, "train.epochs=40", f"results_root={tmp_path}"],
+        [sys.executable, "launch.py", *T, "train.epochs=200", f"results_root={tmp_path}"],
         cwd=REPO,
         env=ENV,
         stdout=subprocess.PIPE,
