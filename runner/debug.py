@@ -25,16 +25,43 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from runner.io import atomic_write_text
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger("runner")
 OVERFIT_ERROR = 1.0  # percent: the last epoch's training error below which a few batches count as learnt
 PROFILE_DIR = "profile"
+
+
+BATCH_KEYS = ("train_batches", "test_batches")
+SWITCH_KEYS = ("overfit_check", "profile")
+
+
+def problems(cfg: DictConfig) -> list[str]:
+    """One line per bad `debug.*` value, and for a cut the loader cannot make (validation calls this)."""
+    node = OmegaConf.select(cfg, "debug", default=None)
+    if node is None:
+        return []
+    found = []
+    for key in BATCH_KEYS:
+        value = node.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            found.append(f"debug.{key}={value!r} must be an integer >= 1 (or null: no cut)")
+    for key in SWITCH_KEYS:
+        if not isinstance(node.get(key, False), bool):
+            found.append(f"debug.{key}={node.get(key)!r} must be true or false")
+    if any(node.get(key) for key in BATCH_KEYS) and not _cuts_data(cfg):
+        found.append(
+            f"debug.train_batches / debug.test_batches cut in-memory datasets only; dataset.loader="
+            f"{cfg.dataset.loader} runs whole (set debug.train_batches=null debug.test_batches=null)"
+        )
+    return found
 
 
 def _setting(cfg: DictConfig, key: str) -> Any:
@@ -82,6 +109,7 @@ def session(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
 
 @contextmanager
 def _profiled(run_dir: Path) -> Iterator[None]:
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])

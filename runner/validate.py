@@ -457,6 +457,9 @@ def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool,
         from runner.loggers import logger_problems
 
         found.extend(logger_problems(cfg))
+    from runner.debug import problems as debug_problems  # the debug presets' keys, when one is selected
+
+    found.extend(debug_problems(cfg))
     return found
 
 

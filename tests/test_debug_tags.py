@@ -86,3 +86,19 @@ def test_debug_profile_writes_a_trace_and_an_operator_table(results_root):
     trace = json.loads((folder / "profile" / "trace.json").read_text())
     assert any("conv" in str(event.get("name", "")).lower() for event in trace["traceEvents"])
     assert "Self CPU" in (folder / "profile" / "ops.txt").read_text()
+
+
+def test_debug_values_are_checked_at_validation():
+    from omegaconf import OmegaConf
+
+    from runner.debug import problems
+
+    def cfg(loader: str = "device", **debug):
+        settings = {"train_batches": 2, "test_batches": 2, "overfit_check": False, "profile": False, **debug}
+        return OmegaConf.create({"dataset": {"loader": loader}, "debug": settings})
+
+    assert problems(cfg()) == [] and problems(OmegaConf.create({"dataset": {"loader": "device"}})) == []
+    assert problems(cfg(train_batches=0)) == ["debug.train_batches=0 must be an integer >= 1 (or null: no cut)"]
+    assert problems(cfg(profile="yes")) == ["debug.profile='yes' must be true or false"]
+    assert "in-memory datasets only" in problems(cfg("torchvision"))[0]
+    assert problems(cfg("torchvision", train_batches=None, test_batches=None)) == []
