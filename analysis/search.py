@@ -56,7 +56,7 @@ def find_searches(root: Path) -> tuple[list[Search], list[str]]:
         if SEARCH_FILE in files:
             try:
                 searches.append(read_search(Path(folder) / SEARCH_FILE))
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, TypeError) as error:  # unreadable, not JSON, or fields of the wrong type
                 notes.append(f"{Path(folder) / SEARCH_FILE}: {error}")
     return sorted(searches, key=lambda s: str(s.folder)), notes
 

@@ -70,7 +70,7 @@ class MlflowLogger:
         self.tracking_uri = normalize_uri(str(settings.get("tracking_uri") or "mlruns"))
         if is_local(self.tracking_uri):
             # MLflow 3 keeps the file store only when asked; a user who chose it (file:...) gets it, and reads
-            # it back with the same variable set (docs/cluster.md).
+            # it back with MLFLOW_ALLOW_FILE_STORE=true set too (the default SQLite store needs nothing).
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         from mlflow.entities import Param, RunTag
         from mlflow.tracking import MlflowClient  # only when selected
