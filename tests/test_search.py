@@ -111,3 +111,25 @@ def test_the_summary_names_the_analysis_command_of_the_install(monkeypatch):
     assert analysis_command() == "sam-analysis"
     monkeypatch.setattr(sys, "argv", [str(REPO / "launch.py"), "-m"])
     assert analysis_command() == "python -m analysis"
+
+
+def test_a_search_record_is_data_and_a_bad_one_is_a_note(tmp_path):
+    from analysis.report import build_report
+
+    good = tmp_path / "search"
+    good.mkdir()
+    trials = [
+        {"number": 0, "params": {"optimizer.lr": 0.1}, "value": 0.3, "state": "COMPLETE", "action": "launch"},
+        {"number": 1, "params": {"optimizer.lr": 0.2}, "value": 0.7, "state": "COMPLETE", "action": "skip-finished"},
+        {"number": 2, "params": {"optimizer.lr": 0.4}, "value": None, "state": "FAIL", "error": "diverged: nan"},
+    ]
+    record = {"objective": "sharpness.worst_linf", "direction": "maximize", "trials": trials}
+    (good / "search.json").write_text(json.dumps(record))
+    bad = tmp_path / "other"
+    bad.mkdir()
+    (bad / "search.json").write_text(json.dumps({"trials": [{"params": {}, "number": {"not": "a number"}}]}))
+    text = build_report(tmp_path).markdown()
+    assert "| 1 (best) |" in text and "0 (best)" not in text  # maximize: the larger value
+    assert "Best: sharpness.worst_linf = 0.7 with optimizer.lr=0.2" in text
+    assert "failed: diverged: nan" in text and "found finished" in text
+    assert "A search record could not be read:" in text and "other/search.json" in text
