@@ -7,8 +7,8 @@ a cell before Hydra, the logger or the trainer write there:
   itself may be a link: results often live on another disk), and no file the
   runner or Hydra writes may be a link, since `run.log`, `launch.log` and
   `.hydra/*.yaml` are opened through whatever they point to;
-- the cell's files must be files (a `result.json` or `.lock` that is a folder
-  would only fail after hours of training);
+- the files written at the end must be files (a `result.json` or `.lock` that
+  is a folder would only fail after hours of training);
 - a `result.json` that cannot be read is never trained over silently: when
   `model.pt` is missing the run provably never finished (the record is written
   after the model) and the record is moved aside; otherwise the run may have
@@ -46,6 +46,10 @@ CELL_FILES = (
     "trackers.json",
 )
 HYDRA_DIR = ".hydra"
+# Of those, the ones whose wrong type would only show after the whole training run (the record, the
+# lock's release, the final model) or as a traceback outside the run (the checkpoint read at start);
+# the others fail the run's first epoch with a `failed` record that names them.
+MUST_BE_FILES = ("result.json", ".lock", "model.pt", "checkpoint.pt")
 
 
 def record_damage(run_dir: Path) -> str | None:
@@ -114,7 +118,7 @@ def _odd_files(run_dir: Path) -> list[str]:
                 found.append(
                     f"{path} is a symbolic link (to {os.readlink(path)}); writes would go through it: remove the link"
                 )
-            elif not stat.S_ISREG(mode):
+            elif not stat.S_ISREG(mode) and (folder != run_dir or name in MUST_BE_FILES):
                 found.append(f"{path} is not a file (a folder?); move it away, the runner writes a file there")
     return found
 
