@@ -536,12 +536,6 @@ def test_a_truncated_checkpoint_is_moved_aside_and_training_starts_over(results_
     assert "unreadable checkpoint" in (cell / "run.log").read_text()
 
 
-def _chmod_read_only(root: Path) -> None:
-    for path in [root, *root.rglob("*")]:
-        mode = path.stat().st_mode
-        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
 
@@ -549,13 +543,13 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 def test_a_read_only_finished_tree_is_skipped(results_root):
     sweep = ["-m", *QUICK, "optimizer=sgd,sam", f"results_root={results_root}"]
     assert launch(sweep).returncode == 0
-    _chmod_read_only(results_root)
+    prefix = _read_only(results_root)  # a read-only mount for root, whom permission bits do not stop
     try:
         before = _snapshot(results_root)
-        again = launch(sweep)
+        again = run(["launch.py", *sweep], prefix=prefix)
         assert again.returncode == 0, again.stderr
         assert "skipped: 2" in again.stdout
-        single = launch([*QUICK, "optimizer=sam", f"results_root={results_root}"])
+        single = run(["launch.py", *QUICK, "optimizer=sam", f"results_root={results_root}"], prefix=prefix)
         assert single.returncode == 0 and "nothing to do" in single.stdout, single.stderr
         cells = {k: v for k, v in _snapshot(results_root).items() if "seed=" in k}
         assert cells == {k: v for k, v in before.items() if "seed=" in k}
