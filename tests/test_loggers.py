@@ -394,6 +394,8 @@ def finished_records(folder: Path, timeout_s: float = 30.0) -> list:
     """The run's records once its `exit` record is on disk: `run.finish()` returns before wandb-core's
     writer has always flushed the file (the service process writes it moments later)."""
     deadline = time.monotonic() + timeout_s
+    while not any(folder.glob("run-*.wandb")) and time.monotonic() < deadline:  # not even created yet
+        time.sleep(0.1)
     while True:
         records = wandb_records(next(folder.glob("run-*.wandb")))
         if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
