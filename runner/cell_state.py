@@ -138,7 +138,13 @@ def _unwritable(run_dir: Path) -> str | None:
 
 
 def problems(run_dir: Path, results_root: Path, *, force: bool, will_train: bool) -> list[str]:
-    """One line per reason the cell at `run_dir` must not be written (or skipped) as it stands."""
+    """One line per reason the cell at `run_dir` must not be written as it stands.
+
+    A finished cell that will be skipped is written to by nobody, so only a cell
+    that will train is looked at (a damaged record makes a cell one that trains).
+    """
+    if not will_train:
+        return []
     run_dir, results_root = Path(run_dir).absolute(), Path(results_root).absolute()
     escape = _escape(run_dir, results_root)
     if escape:
@@ -152,7 +158,7 @@ def problems(run_dir: Path, results_root: Path, *, force: bool, will_train: bool
             f"{run_dir / RESULT_FILE} is damaged ({damage}) and the run may have finished (model.pt is there); "
             f"move it aside, or rerun with force=true to set it aside and retrain"
         )
-    if will_train and not found:
+    if not found:
         trouble = _unwritable(run_dir)
         if trouble:
             found.append(trouble)
