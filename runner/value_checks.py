@@ -38,14 +38,16 @@ def added_key_problems(overrides: Iterable[str], cfg: DictConfig, schema: Iterab
     """`+key=value` overrides of keys the project never reads: refused, with the nearest real key.
 
     Keys of the schema (documented optional ones such as `optimizer.exact_restore`)
-    and group options (`+experiment=demo`) are fine.
+    and group options (`+experiment=demo`) are fine. `++key=value` sets a key whether
+    or not it exists (`++optimizer.base.momentum=0.5` is a plain setting), so only
+    `+`, which Hydra allows for new keys alone, is checked.
     """
     schema = list(schema)
     choices = OmegaConf.select(cfg, "hydra.runtime.choices") or {}
     found: list[str] = []
     known: list[str] | None = None
     for text in overrides:
-        if not text.startswith("+"):
+        if not text.startswith("+") or text.startswith("++"):
             continue
         key, _, value = text.lstrip("+").partition("=")
         if "/" in key or key in schema or key in choices or key.startswith(OPEN_SECTIONS):

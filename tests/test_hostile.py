@@ -122,7 +122,8 @@ def test_the_cell_itself_passes_those_checks():
 
 def test_added_keys_must_be_read_by_the_project():
     cfg = compose_cell(["+optimizer.exact_restore=true"])
-    assert added_key_problems(["+optimizer.exact_restore=true", "+experiment=demo"], cfg, KEYS) == []
+    fine = ["+optimizer.exact_restore=true", "+experiment=demo", "++optimizer.base.momentum=0.5"]
+    assert added_key_problems(fine, cfg, KEYS) == []
     (typo,) = added_key_problems(["+sam.rhoo=0.1"], cfg, KEYS)
     assert "did you mean sam.rho?" in typo
     (unknown,) = added_key_problems(["+foo=1"], cfg, KEYS)
