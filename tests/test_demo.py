@@ -220,7 +220,7 @@ def test_claim_check_reports_a_reversed_pair_and_an_unconverged_cell():
 
 @pytest.mark.slow
 def test_demo_end_to_end_reproduces_the_sharpness_claims(tmp_path):
-    """`make demo` without its setup step (~8 minutes on 2 cores): 18 cells, then the analysis."""
+    """`make demo` without its setup step (~10-12 minutes on 2 cores): 18 cells, then the analysis."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SAM_RESULTS_ROOT": str(tmp_path)}
     subprocess.run(
         [sys.executable, str(REPO / "launch.py"), "-m", "experiment=demo"],
