@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from runner.cell_state import set_aside
 from runner.io import atomic_torch_save
 from sharpness.model_state import unwrap  # one copy, in the library; the runner may import it
 
@@ -241,15 +241,7 @@ def checkpoint_config(path: Path) -> dict | None:
 
 def quarantine(path: str | os.PathLike) -> Path:
     """Move an unreadable checkpoint aside to `<name>.corrupt-<UTC time>`, keeping it for inspection."""
-    path = Path(path)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    counter = 1
-    while target.exists():  # two in one second
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
-        counter += 1
-    os.replace(path, target)
-    return target
+    return set_aside(Path(path))
 
 
 def save_final_model(run_dir: Path, model: nn.Module) -> Path:
