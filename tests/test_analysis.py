@@ -503,7 +503,8 @@ def test_no_writable_folder_is_one_error_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     results = tmp_path / "results"
-    results.mkdir()
+    (results / "cell").mkdir(parents=True)
+    (results / "cell" / "result.json").write_text("{}")  # a folder with a run: only the writing fails
     (results / "analysis").write_text("")
     with pytest.raises(OutputError) as caught:
         output_folder(results, None, fallbacks=[blocker / "a", blocker / "b"])
