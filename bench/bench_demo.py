@@ -29,28 +29,15 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
+from bench_revisions import export_revision  # bench/ is the script's folder, so first on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = ("sgd-constant", "sam-batch", "gsam-cosine")
 PHASES = ("imports", "build", "train", "evaluate", "grad_norm", "sharpness", "record")
-
-
-def export_revision(revision: str, into: Path) -> Path:
-    """The tracked files of `revision` in `into` (`.`: this checkout itself)."""
-    if revision == ".":
-        return ROOT
-    into.mkdir(parents=True)
-    archive = into.with_suffix(".tar")
-    exported = subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), revision], capture_output=True)
-    if exported.returncode != 0:
-        raise SystemExit(f"error: revision {revision!r} is not a commit of this repository (try a hash from git log)")
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def worker(cell: str, epochs: int, overrides: list[str]) -> dict:
