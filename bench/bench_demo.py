@@ -35,7 +35,6 @@ from pathlib import Path
 
 from bench_revisions import export_revision  # bench/ is the script's folder, so first on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
 CELLS = ("sgd-constant", "sam-batch", "gsam-cosine")
 PHASES = ("imports", "build", "train", "evaluate", "grad_norm", "sharpness", "record")
 
