@@ -23,6 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # The project's packages: every top-level folder of the repository that is a package, and the
 # sweeper plugin, which lives in Hydra's namespace package (its own folder is `hydra_plugins`).
+OWN_PLUGINS = ("hydra_plugins.sam_sweeps",)
 PACKAGES = sorted([path.parent.name for path in REPO.glob("*/__init__.py")] + ["hydra_plugins"])
 # library -> the project packages it may load; `analysis` reads files only (and learns names from them)
 LIBRARIES = {"sam_opt": {"sam_opt"}, "sharpness": {"sharpness"}, "analysis": {"analysis"}}
@@ -115,6 +116,9 @@ def imported_packages(package: str) -> dict[str, set[str]]:
                 names = [node.module]
             else:
                 continue
+            # Hydra's namespace also holds other plugins (hydra_plugins.hydra_optuna_sweeper):
+            # only hydra_plugins.sam_sweeps is this project's.
+            names = [name for name in names if not name.startswith("hydra_plugins.") or name.startswith(OWN_PLUGINS)]
             for top in {name.split(".")[0] for name in names} & set(PACKAGES) - {package}:
                 edges.setdefault(top, set()).add(str(path.relative_to(REPO)))
     return edges
