@@ -390,7 +390,7 @@ def wandb_records(path: Path) -> list:
     return records
 
 
-def finished_records(folder: Path, timeout_s: float = 30.0) -> list:
+def finished_records(folder: Path, timeout_s: float = 120.0) -> list:
     """The run's records once its `exit` record is on disk: `run.finish()` returns before wandb-core's
     writer has always flushed the file (the service process writes it moments later)."""
     deadline = time.monotonic() + timeout_s
