@@ -574,6 +574,7 @@ def test_mlflow_requeued_cell_continues_the_same_run(tmp_path, caplog):
 # ---------------------------------------------------------------- a real cell killed and resumed
 
 
+@pytest.mark.slow  # a SIGKILL raced against wandb's service process: not reliable in the default suite yet
 def test_a_killed_and_resumed_cell_keeps_every_epoch_in_wandb_and_mlflow(tmp_path, monkeypatch):
     """SIGKILL after two epochs, relaunch: W&B's run file of the resumed attempt and MLflow's run, read back
     with the trackers' own readers (MLflow's `search_runs` with nothing but the store's URI), hold all four."""

@@ -340,6 +340,7 @@ def test_a_broken_plan_is_named(tmp_path, capsys):
     assert "sweep_plan.json is not a sweep plan" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a signal raced against a redraw loop: not reliable in the default suite yet
 def test_watch_redraws_until_ctrl_c(sweep, tmp_path):
     out = tmp_path / "out.txt"
     with open(out, "w") as handle:
