@@ -405,6 +405,8 @@ def test_ctrl_c_of_a_launch_is_one_line(tmp_path):
         [sys.executable, "launch.py", *T, "train.epochs=200", f"results_root={tmp_path}"],
         cwd=REPO,
         env=ENV,
+        # A shell's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
