@@ -96,7 +96,7 @@ def cut(images: torch.Tensor, labels: torch.Tensor, count: int | None) -> tuple[
 
 
 @contextmanager
-def session(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
+def debug_run(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
     """Around the training epochs: the profiler when `debug.profile`, the overfit verdict when asked."""
     if _setting(cfg, "profile"):
         with _profiled(run_dir):

@@ -224,7 +224,7 @@ def _train(
         cell = build_cell(cfg, dist, precision)  # loading may have changed weights and RNGs: rebuild from scratch
         progress = ckpt.Progress()
     clock = Clock(progress.wall_time_s)
-    with debug.session(cfg, run_dir):  # the debug presets' profiler and overfit check; nothing otherwise
+    with debug.debug_run(cfg, run_dir):  # the debug presets' profiler and overfit check; nothing otherwise
         train_epochs(cfg, run_dir, dist, cell, progress, trackers, clock)
     return _finish(cfg, run_dir, dist, cell, progress, clock)
 
