@@ -8,13 +8,25 @@ every job is waited for, and one that ended early comes back as a failed job
 carrying a `JobEnded` (job id, SLURM state, log path), which the sweep summary
 turns into one line. hydra_plugins/sam_sweeps mixes this into
 hydra-submitit-launcher's classes where Hydra looks for launchers.
+
+Ctrl-C of a local sweep: a terminal sends SIGINT to every process of its
+foreground group, the launching process, submitit's controller processes
+(one per job) and the cells. A controller would die in a KeyboardInterrupt
+traceback printed on the launching terminal. So the controllers start with
+SIGINT ignored, each cell restores Python's handler when it starts, and the
+launching process, once interrupted, gives the cells a moment to stop, passes
+SIGINT on to those still running (a `kill -INT` of the launcher alone reaches
+no cell), waits for them, and lets the interrupt end the command in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import signal
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +36,9 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
 EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout")
+# After Ctrl-C: how long the cells get to stop on the terminal's own SIGINT, then on the one passed on.
+SELF_STOP_S = 3.0
+STOP_S = 60.0
 
 
 class JobEnded(Exception):
@@ -99,8 +114,20 @@ class WaitingLauncherMixin:
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
             arguments.append((list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state()))
-        jobs = executor.map_array(self, *zip(*arguments))
-        return [self._wait(job, args[0], args[2]) for job, args in zip(jobs, arguments)]
+        with _sigint_ignored(self._EXECUTOR == "local"):
+            jobs = executor.map_array(self, *zip(*arguments))
+        try:
+            return [self._wait(job, args[0], args[2]) for job, args in zip(jobs, arguments)]
+        except KeyboardInterrupt:
+            if self._EXECUTOR == "local":
+                _stop_local_jobs(jobs)
+            raise
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The job, in its own process: Ctrl-C stops a cell again (its controller started it with SIGINT ignored)."""
+        if self._EXECUTOR == "local":
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return super().__call__(*args, **kwargs)  # type: ignore[misc]
 
     def _wait(self, job: Any, overrides: list[str], job_num: int) -> JobReturn:
         try:
@@ -112,3 +139,62 @@ class WaitingLauncherMixin:
             returned = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
             returned.return_value = ended
             return returned
+
+
+@contextlib.contextmanager
+def _sigint_ignored(active: bool) -> Iterator[None]:
+    """SIGINT ignored while local jobs start, so that their controllers inherit it ignored."""
+    if not active:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid` (a job's tasks, and a setup shell's), from Linux's /proc; none elsewhere."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(parent, []).append(int(stat.parent.name))
+    found, frontier = [], [pid]
+    while frontier:
+        children = parents.get(frontier.pop(), [])
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def _stop_local_jobs(jobs: Sequence[Any]) -> None:
+    """After Ctrl-C: every local job's cell stopped by SIGINT, as a terminal would have stopped it.
+
+    A cell that already got the terminal's SIGINT is not signalled twice while it
+    cleans up; one reached by nothing (the launcher alone was interrupted) gets it
+    passed on; a job still alive after STOP_S is cancelled the hard way.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+    try:
+        running = lambda: [job for job in jobs if not job.done()]  # noqa: E731
+        deadline = time.monotonic() + SELF_STOP_S
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for job in running():
+            for pid in _descendants(int(job.job_id)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_S
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for job in running():
+            for pid in [*_descendants(int(job.job_id)), int(job.job_id)]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -422,6 +422,41 @@ def test_ctrl_c_of_a_launch_is_one_line(tmp_path):
     assert [line for line in err.splitlines() if "rerun the same command" in line], err[-2000:]
 
 
+@pytest.mark.parametrize("reaches", ["group", "launcher"])
+def test_ctrl_c_of_a_local_multirun_is_one_line_and_stops_every_cell(tmp_path, reaches):
+    """A terminal's Ctrl-C reaches the whole foreground group; `kill -INT` the launching process alone.
+
+    Either way: one line and status 130, no controller's traceback, and no process of the sweep left.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "launch.py", "-m", *T, "train.epochs=200", "seed=0,1", "hydra/launcher=local",
+         "cpu_threads=1", f"results_root={tmp_path}"],
+        cwd=REPO,
+        env=ENV,
+        start_new_session=True,  # its own group, as a terminal's foreground job; SIGINT at its default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while len(list(tmp_path.rglob("metrics.csv"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(list(tmp_path.rglob("metrics.csv"))) == 2, "the cells never reached their first epoch"
+    if reaches == "group":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
+    assert process.returncode == 130, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("interrupted:")], err[-2000:]
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # controllers and cells all ended with the launcher
+        os.killpg(process.pid, 0)
+    assert not list(tmp_path.rglob("result.json")), "an interrupted cell must stay unfinished, to resume"
+
+
 # --- the first pass: crafted pickles, two launches of one cell, read-only finished trees -----------
 
 
