@@ -30,26 +30,23 @@ import time
 from pathlib import Path
 
 from runner.failures import io_line
-
-RESULT_FILE = "result.json"
-MODEL_FILE = "model.pt"
-# Files the runner and Hydra write in a cell (and .hydra/'s), which must be plain files or absent.
-CELL_FILES = (
-    "result.json",
-    "config.yaml",
-    "metrics.csv",
-    "checkpoint.pt",
-    "model.pt",
-    "run.log",
-    "launch.log",
-    ".lock",
-    "trackers.json",
+from runner.folder import (
+    CELL_FILES,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HYDRA_DIR,
+    LOCK_FILE,
+    MODEL_FILE,
+    RESULT_FILE,
+    SET_ASIDE_STAMP,
+    SWEEP_FILES,
+    set_aside_name,
 )
-HYDRA_DIR = ".hydra"
-# Of those, the ones whose wrong type would only show after the whole training run (the record, the
-# lock's release, the final model) or as a traceback outside the run (the checkpoint read at start);
-# the others fail the run's first epoch with a `failed` record that names them.
-MUST_BE_FILES = ("result.json", ".lock", "model.pt", "checkpoint.pt")
+
+# Of the cell's files (runner.folder.CELL_FILES, and .hydra/'s), the ones whose wrong type would only show
+# after the whole training run (the record, the lock's release, the final model) or as a traceback outside
+# the run (the checkpoint read at start); the others fail the run's first epoch with a `failed` record.
+MUST_BE_FILES = (RESULT_FILE, LOCK_FILE, MODEL_FILE, CHECKPOINT_FILE)
 
 
 def record_damage(run_dir: Path) -> str | None:
@@ -76,14 +73,14 @@ def config_damage(run_dir: Path) -> str | None:
     import yaml
 
     try:
-        with open(run_dir / "config.yaml", encoding="utf-8") as handle:
+        with open(run_dir / CONFIG_FILE, encoding="utf-8") as handle:
             config = yaml.safe_load(handle)
     except FileNotFoundError:
         return None
     except (OSError, yaml.YAMLError) as error:
-        return f"{run_dir / 'config.yaml'} is unreadable ({str(error).splitlines()[0][:80]})"
+        return f"{run_dir / CONFIG_FILE} is unreadable ({str(error).splitlines()[0][:80]})"
     if not isinstance(config, dict):
-        return f"{run_dir / 'config.yaml'} is not a config (it holds a {type(config).__name__})"
+        return f"{run_dir / CONFIG_FILE} is not a config (it holds a {type(config).__name__})"
     return None
 
 
@@ -165,12 +162,8 @@ def problems(run_dir: Path, results_root: Path, *, force: bool, will_train: bool
     return found
 
 
-# What a multirun writes beside its cells (Hydra's multirun.yaml, the plan, outcomes, submitit's folders).
-SWEEP_FILES = ("multirun.yaml", "sweep_plan.json", "sweep_summary.json", ".outcomes", ".submitit")
-
-
 def sweep_problems(sweep_dir: Path) -> list[str]:
-    """Links among the files a multirun writes beside its cells (each would be written through)."""
+    """Links among the files a multirun writes beside its cells (`SWEEP_FILES`): each would be written through."""
     found = []
     for name in SWEEP_FILES:
         path = Path(sweep_dir) / name
@@ -181,11 +174,11 @@ def sweep_problems(sweep_dir: Path) -> list[str]:
 
 def set_aside(path: Path) -> Path:
     """Move a damaged file to `<name>.corrupt-<UTC time>` beside it and return the new path."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    stamp = time.strftime(SET_ASIDE_STAMP, time.gmtime())
+    target = path.with_name(set_aside_name(path.name, stamp))
     counter = 1
     while target.exists():  # two in one second
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
+        target = path.with_name(set_aside_name(path.name, stamp, counter))
         counter += 1
     os.replace(path, target)
     return target

@@ -37,11 +37,10 @@ import torch
 import torch.nn as nn
 
 from runner.cell_state import set_aside
+from runner.folder import CHECKPOINT_FILE, MODEL_FILE
 from runner.io import atomic_torch_save
 from sharpness.model_state import unwrap  # one copy, in the library; the runner may import it
 
-CHECKPOINT_FILE = "checkpoint.pt"
-MODEL_FILE = "model.pt"
 # The keys `load_checkpoint` needs; a readable file without them is not a checkpoint of this project.
 _REQUIRED_KEYS = ("model", "optimizer", "epoch", "step", "wall_time_s", "metrics", "rng")
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner.folder import METRICS_FILE, PROFILE_DIR
 from runner.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runner")
 OVERFIT_ERROR = 1.0  # percent: the last epoch's training error below which a few batches count as learnt
-PROFILE_DIR = "profile"
 
 
 BATCH_KEYS = ("train_batches", "test_batches")
@@ -127,7 +127,7 @@ def _profiled(run_dir: Path) -> Iterator[None]:
 
 def _overfit_verdict(run_dir: Path) -> None:
     try:
-        with open(Path(run_dir) / "metrics.csv", encoding="utf-8", newline="") as handle:
+        with open(Path(run_dir) / METRICS_FILE, encoding="utf-8", newline="") as handle:
             rows = list(csv.DictReader(handle))
         error = float(rows[-1]["train_error"])
     except (OSError, IndexError, KeyError, ValueError):

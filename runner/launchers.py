@@ -33,6 +33,8 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
+from runner.folder import base_state
+
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
 EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout")
@@ -51,12 +53,11 @@ class JobEnded(Exception):
 
 
 def _job_state(job: Any) -> str:
-    """The job's base state as the scheduler reports it (CANCELLED, PREEMPTED, OUT_OF_MEMORY, ...)."""
+    """The job's base state as the scheduler reports it (CANCELLED, PREEMPTED, OUT_OF_MEMORY, ...; runner.folder)."""
     try:
-        state = str(job.state)
+        return base_state(job.state)
     except Exception:
         return "UNKNOWN"
-    return (state.split() or ["UNKNOWN"])[0].rstrip("+").upper()
 
 
 def _detail(error: BaseException) -> str:

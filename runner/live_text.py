@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import status as st
+from runner.folder import CHECKPOINT_FILE, JOB_CODES, METRICS_FILE, RECORD_STATUSES, RESULT_FILE, RUN_LOG
 
 
 def launched_cells(status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -30,7 +31,7 @@ def _pct(value: float | None) -> str:
 def _end_key(cell: dict[str, Any]) -> tuple[str, float | None]:
     """A cell's end as (state, when its files say so): a cell that ends twice ends twice."""
     run_dir = Path(cell["run_dir"])
-    names = [st.RESULT_FILE] if cell["state"] in st.RESULT_STATES else [st.METRICS_FILE, st.CHECKPOINT_FILE]
+    names = [RESULT_FILE] if cell["state"] in RECORD_STATUSES else [METRICS_FILE, CHECKPOINT_FILE]
     times = [st._mtime(run_dir / name) for name in names]
     return cell["state"], max((t for t in times if t is not None), default=None)
 
@@ -102,7 +103,7 @@ class EventLog:
 
 
 def _end_event(cell: dict[str, Any]) -> str:
-    state, log = cell["state"], cell.get("log") or str(Path(cell["run_dir"]) / "run.log")
+    state, log = cell["state"], cell.get("log") or str(Path(cell["run_dir"]) / RUN_LOG)
     if state == "completed":
         return f"completed (test err {_pct(cell['test_error'])}, {st.format_duration(cell['wall_time_s'])})"
     if state == "unfinished":
@@ -131,7 +132,7 @@ def render_table(status: dict[str, Any], width: int, height: int, final: bool = 
         starting = not final and c["state"] == "unfinished" and _end_key(c)[1] is None
         row = (name, "starting" if starting else c["state"], epoch, _pct(c["test_error"]), wall, eta)
         if jobs:
-            code = st.SLURM_CODES.get(c["scheduler_state"] or "", c["scheduler_state"] or "")
+            code = JOB_CODES.get(c["scheduler_state"] or "", c["scheduler_state"] or "")
             row += (f"{c['job_id'] or '-'} {code}".rstrip(),)
         rows.append(row)
     head = ("cell", "state", "epoch", "test err", "wall", "eta") + (("job",) if jobs else ())
@@ -167,7 +168,7 @@ def render_table(status: dict[str, Any], width: int, height: int, final: bool = 
 def _error_line(cell: dict[str, Any], name: str, width: int) -> str:
     """`failed <cell>: <error> (log: <path>)` in `width` columns: the log path gives way first, from its left."""
     text = f"{cell['state']} {name}: {cell['error'] or 'no error message'}"
-    log = str(cell.get("log") or Path(cell["run_dir"]) / "run.log")
+    log = str(cell.get("log") or Path(cell["run_dir"]) / RUN_LOG)
     room = width - len(text) - len(" (log: ...)")
     if room >= len(log):
         return f"{text} (log: {log})"

@@ -46,29 +46,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-LOCK_FILE = ".lock"
-_CLAIM_PREFIX = ".lock-claim-"
-_TAKEOVER_PREFIX = ".lock-takeover-"
+from runner.folder import JOB_ALIVE, LOCK_CLAIM_PREFIX, LOCK_FILE, LOCK_TAKEOVER_PREFIX, base_state
+
 # Claim files older than this are leftovers of a killed process (a live claim exists for milliseconds).
 _LEFTOVER_CLAIM_AGE_S = 60.0
-# squeue states of a job that still runs or will run (again); any other state, or none, means it is over.
-_ACTIVE_SLURM_STATES = frozenset(
-    {
-        "PENDING",
-        "RUNNING",
-        "CONFIGURING",
-        "COMPLETING",
-        "SUSPENDED",
-        "REQUEUED",
-        "REQUEUE_HOLD",
-        "REQUEUE_FED",
-        "RESIZING",
-        "SIGNALING",
-        "STAGE_OUT",
-        "STOPPED",
-        "RESV_DEL_HOLD",
-    }
-)
 _MAX_ATTEMPTS = 20
 
 _held: dict[Path, dict[str, Any]] = {}  # lock path -> {"pid", "token", "count"} of this process
@@ -160,8 +141,9 @@ def _slurm_job_active(job_id: str) -> bool | None:
     if result.returncode != 0:
         # A job squeue has forgotten (finished a while ago) is an error on some Slurm versions.
         return False if "invalid job id" in result.stderr.lower() else None
-    states = {line.strip().upper() for line in result.stdout.splitlines() if line.strip()}
-    return bool(states & _ACTIVE_SLURM_STATES)
+    # A job that still runs or will run (again) is alive; any other state, or none, means it is over.
+    states = {base_state(line) for line in result.stdout.splitlines() if line.strip()}
+    return bool(states & JOB_ALIVE)
 
 
 def holder_is_live(holder: dict[str, Any]) -> bool:
@@ -325,7 +307,7 @@ class CellLock:
         """One acquisition; returns our token or raises CellBusy."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         token = secrets.token_hex(12)
-        claim = self.run_dir / f"{_CLAIM_PREFIX}{token}"
+        claim = self.run_dir / f"{LOCK_CLAIM_PREFIX}{token}"
         claim.write_text(json.dumps(self._record(token)) + "\n", encoding="utf-8")
         won: list[Path] = []
         try:
@@ -351,7 +333,7 @@ class CellLock:
 
     def _take_over(self, claim: Path, stale: str, guarded: str, won: list[Path]) -> bool:
         """Replace the stale `.lock` (identity `stale`) by our claim if we win the marker guarding `guarded`."""
-        marker = self.run_dir / f"{_TAKEOVER_PREFIX}{guarded}"
+        marker = self.run_dir / f"{LOCK_TAKEOVER_PREFIX}{guarded}"
         for _ in range(_MAX_ATTEMPTS):
             if _linked(claim, marker):
                 won.append(marker)
@@ -384,10 +366,10 @@ class CellLock:
 
     def _remove_leftovers(self, token: str) -> None:
         """Markers of finished take-overs and claims of killed processes; only under our lock."""
-        for entry in self.run_dir.glob(f"{_TAKEOVER_PREFIX}*"):
+        for entry in self.run_dir.glob(f"{LOCK_TAKEOVER_PREFIX}*"):
             entry.unlink(missing_ok=True)
         now = time.time()
-        for entry in self.run_dir.glob(f"{_CLAIM_PREFIX}*"):
+        for entry in self.run_dir.glob(f"{LOCK_CLAIM_PREFIX}*"):
             try:
                 if now - entry.stat().st_mtime > _LEFTOVER_CLAIM_AGE_S:
                     entry.unlink(missing_ok=True)

@@ -19,7 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import cell_state, data, records
+from runner import cell_state, data
+from runner.folder import FINISHED_STATUSES, read_result
 from runner.validate import KEYS, ConfigError, validate
 from runner.value_checks import added_key_problems
 
@@ -53,8 +54,8 @@ class Preflight(Callback):
         if added:
             _fail(added, 2)
         run_dir = Path(str(task.run_dir)).absolute()
-        existing = records.read_result(run_dir)
-        finished = bool(existing) and existing.get("status") in records.FINISHED_STATUSES and not task.force
+        existing = read_result(run_dir)
+        finished = bool(existing) and existing.get("status") in FINISHED_STATUSES and not task.force
         trouble = cell_state.problems(run_dir, Path(str(task.results_root)), force=task.force, will_train=not finished)
         if trouble:
             _fail(trouble, 2)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import io
-import json
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -18,11 +17,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner.folder import METRICS_FILE, RESULT_FILE
 from runner.io import atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 2  # 2: `variant` and `variant_values`
-RESULT_FILE = "result.json"
-METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = (
     "epoch",
     "stage",
@@ -36,8 +34,6 @@ METRICS_COLUMNS = (
     "grad_norm",
     "wall_time_s",
 )
-# Statuses after which a rerun of the cell has nothing left to do.
-FINISHED_STATUSES = ("completed", "diverged")
 
 
 def versions() -> dict[str, str]:
@@ -143,17 +139,6 @@ def write_result(run_dir: Path, record: Mapping[str, Any]) -> Path:
     path = Path(run_dir) / RESULT_FILE
     atomic_write_json(path, record)
     return path
-
-
-def read_result(run_dir: Path) -> dict[str, Any] | None:
-    """The run's record, or None when there is none or it cannot be read."""
-    path = Path(run_dir) / RESULT_FILE
-    try:
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (OSError, ValueError, RecursionError):  # RecursionError: a deeply nested (hostile) file
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def write_metrics(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -22,6 +22,7 @@ from runner import cell_state, checkpoint_fit, data, debug, distributed, identit
 from runner import checkpoint as ckpt
 from runner.cell import Cell, build_cell, build_optimizer  # noqa: F401  (build_optimizer: tests and the bench)
 from runner.failures import io_line
+from runner.folder import CHECKPOINT_FILE, CONFIG_FILE, FINISHED_STATUSES, RESULT_FILE, RUN_LOG, read_result
 from runner.io import atomic_write_text, remove_stale_temporaries
 from runner.lock import CellBusy, CellLock
 from runner.loggers import Loggers, open_loggers
@@ -58,7 +59,7 @@ def _run_log(run_dir: Path, enabled: bool) -> Iterator[None]:
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "run.log", mode="a", encoding="utf-8")
+    handler = logging.FileHandler(run_dir / RUN_LOG, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -70,11 +71,11 @@ def _run_log(run_dir: Path, enabled: bool) -> Iterator[None]:
 
 
 def _outcome(status: str, run_dir: Path, **extra: Any) -> dict[str, Any]:
-    return {"status": status, "run_dir": str(run_dir), "log": str(run_dir / "run.log"), **extra}
+    return {"status": status, "run_dir": str(run_dir), "log": str(run_dir / RUN_LOG), **extra}
 
 
 def _finished(record: dict | None, cfg: DictConfig) -> bool:
-    return bool(record) and record.get("status") in records.FINISHED_STATUSES and not cfg.force
+    return bool(record) and record.get("status") in FINISHED_STATUSES and not cfg.force
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     beside the first, and the checkpoint is checked when it is about to be used.
     """
     run_dir = Path(cfg.run_dir).absolute()
-    existing = records.read_result(run_dir)
+    existing = read_result(run_dir)
     if _finished(existing, cfg):
         check_same_cell(existing.get("config"), cfg, f"{existing['status']} run", run_dir)
         log.info("%s: already %s (result.json); nothing to do (force=true retrains)", run_dir, existing["status"])
@@ -109,18 +110,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run_unlocked(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    existing = records.read_result(run_dir)
+    existing = read_result(run_dir)
     if _finished(existing, cfg):  # finished by another process while this one waited for the lock
         return _outcome("skipped", run_dir, previous_status=existing["status"])
     notes: dict[str, Any] = {}
-    checkpoint_path = run_dir / ckpt.CHECKPOINT_FILE
+    checkpoint_path = run_dir / CHECKPOINT_FILE
     if distributed.env_rank() == 0:
         remove_stale_temporaries(run_dir)
         damage = cell_state.record_damage(run_dir)
         if damage:  # provably unfinished (no model.pt) or force=true: keep it for inspection, train anew
-            moved = cell_state.set_aside(run_dir / records.RESULT_FILE)
+            moved = cell_state.set_aside(run_dir / RESULT_FILE)
             notes["record_set_aside"] = str(moved)
-            notes["warning"] = f"{run_dir / records.RESULT_FILE} was damaged ({damage}); moved it to {moved.name}"
+            notes["warning"] = f"{run_dir / RESULT_FILE} was damaged ({damage}); moved it to {moved.name}"
         if cfg.force:
             checkpoint_path.unlink(missing_ok=True)
         elif checkpoint_path.exists():
@@ -165,7 +166,7 @@ def _train_and_write(
     try:
         if dist.is_main:
             config = OmegaConf.create(records.config_container(cfg))
-            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config))
+            atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(config))
         summary = _train(cfg, run_dir, dist, precision, trackers, notes)
     except Diverged as error:
         log.error("%s", error)
@@ -200,7 +201,7 @@ def _train_and_write(
         records.write_result(run_dir, record)
         trackers.log_final(record)
         if status == "completed" and not cfg.keep_checkpoint:
-            (run_dir / ckpt.CHECKPOINT_FILE).unlink(missing_ok=True)
+            (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return _outcome(status, run_dir, test_error=record.get("test_error"), error=record.get("error"))
 
 
@@ -231,7 +232,7 @@ def _train(
 
 def _start_or_resume(cell: Cell, run_dir: Path) -> ckpt.Progress:
     """Where training starts: the checkpoint's state loaded into the cell, or the beginning."""
-    checkpoint_path = run_dir / ckpt.CHECKPOINT_FILE
+    checkpoint_path = run_dir / CHECKPOINT_FILE
     if not checkpoint_path.exists():
         log.info(
             "training %s: %d epochs, %d steps, precision %s, device %s",

@@ -25,12 +25,11 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from runner import objective as objectives
-from runner import records
+from runner.folder import PLAN_FILE, SEARCH_FILE, read_result
 from runner.io import atomic_write_json
-from runner.sweeper import PLAN_FILE, PlannedCell, ValidatingSweeper, _plan_record, _skipped_outcome, _summary_callback
+from runner.sweeper import PlannedCell, ValidatingSweeper, _plan_record, _skipped_outcome, _summary_callback
 
 log = logging.getLogger(__name__)
-SEARCH_FILE = "search.json"
 INSTALL_HINT = "pip install 'sam-sweeps[optuna]'"
 
 
@@ -198,7 +197,7 @@ class SearchSweeper(ValidatingSweeper):
             log.warning("trial %d refused: %s", trial.number, entry["error"])
         else:
             entry.update(cell=cell.cell, run_dir=str(cell.run_dir), action=cell.action, variant=cell.variant)
-            record = records.read_result(cell.run_dir)
+            record = read_result(cell.run_dir)
             value, why = objectives.value_of(record, self.objective)
             if value is not None:
                 entry.update(value=value, state="COMPLETE")

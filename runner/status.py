@@ -31,47 +31,31 @@ from typing import Any
 
 import yaml
 
-PLAN_FILE = "sweep_plan.json"
-# Records after which a relaunch skips the cell (runner.records.FINISHED_STATUSES).
-FINISHED_RECORDS = ("completed", "diverged")
-RESULT_FILE = "result.json"
-METRICS_FILE = "metrics.csv"
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.yaml"
-LOCK_FILE = ".lock"
-OUTCOMES_DIR = ".outcomes"
-SUBMITIT_DIR = ".submitit"
-CELL_MARKERS = (RESULT_FILE, METRICS_FILE, CHECKPOINT_FILE, CONFIG_FILE)
+from runner.folder import (
+    CELL_MARKERS,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FINISHED_STATUSES,
+    JOB_CODES,
+    JOB_RUNNING,
+    JOB_WAITING,
+    LOCK_FILE,
+    METRICS_FILE,
+    OUTCOMES_DIR,
+    PLAN_FILE,
+    RECORD_STATUSES,
+    RESULT_FILE,
+    RUN_LOG,
+    SUBMITIT_DIR,
+    base_state,
+    read_result,
+)
 
-STATES = ("running", "busy", "pending", "unfinished", "completed", "failed", "diverged")
-RESULT_STATES = ("completed", "failed", "diverged")
+# A cell's state: who works on it (running, busy: a second process found it locked; pending: queued),
+# nobody (unfinished: resumable), or how its record ends it (runner.folder.RECORD_STATUSES).
+STATES = ("running", "busy", "pending", "unfinished", *RECORD_STATUSES)
 # Cells that someone works on or will: the only ones with an ETA.
 ACTIVE_STATES = ("running", "busy", "pending")
-# Base states of squeue/sacct: a job that computes now, and one that will.
-SLURM_ACTIVE = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "RESIZING", "POWER_UP_NODE"}
-SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD"}
-# squeue's compact codes keep the table inside 100 columns.
-SLURM_CODES = {
-    "PENDING": "PD",
-    "RUNNING": "R",
-    "COMPLETING": "CG",
-    "COMPLETED": "CD",
-    "CONFIGURING": "CF",
-    "CANCELLED": "CA",
-    "FAILED": "F",
-    "TIMEOUT": "TO",
-    "PREEMPTED": "PR",
-    "NODE_FAIL": "NF",
-    "OUT_OF_MEMORY": "OOM",
-    "SUSPENDED": "S",
-    "REQUEUED": "RQ",
-    "REQUEUE_HOLD": "RH",
-    "BOOT_FAIL": "BF",
-    "DEADLINE": "DL",
-    "SIGNALING": "SI",
-    "STAGE_OUT": "SO",
-    "RESIZING": "RS",
-}
 # A job folder written this long before the plan's timestamp still counts as this launch's
 # (file server and login node clocks may differ a little).
 PLAN_CLOCK_SLACK_S = 60.0
@@ -263,9 +247,8 @@ def parse_job_states(text: str) -> dict[str, str]:
         parts = line.strip().split("|")
         if len(parts) < 2 or not parts[0] or parts[0].lower() == "jobid":
             continue
-        state = parts[1].strip().split(" ")[0].rstrip("+").upper()  # "CANCELLED by 1000" -> CANCELLED
-        if state:
-            states[parts[0].strip()] = state
+        if parts[1].strip():
+            states[parts[0].strip()] = base_state(parts[1])  # "CANCELLED by 1000" -> CANCELLED
     return states
 
 
@@ -322,7 +305,7 @@ def lock_holder(run_dir: Path, scheduler_states: dict[str, str] | None) -> dict[
         return {**info, "live": holder_is_live({**lock, "_path": str(path)}), "verified": True}
     if job and scheduler_states is not None and job in scheduler_states:
         state = scheduler_states[job]
-        return {**info, "live": state in SLURM_ACTIVE, "verified": True, "slurm_state": state}
+        return {**info, "live": state in JOB_RUNNING, "verified": True, "slurm_state": state}
     return {**info, "live": True, "verified": False}
 
 
@@ -357,8 +340,7 @@ def inspect_cell(
 ) -> CellStatus:
     """Fill `row` from the cell's files, its outcome record and its SLURM job's state (rules in the docstring)."""
     run_dir = Path(row.run_dir)
-    result = _read_json(run_dir / RESULT_FILE)
-    result = result if isinstance(result, dict) else None
+    result = read_result(run_dir)
     metrics = read_metrics(run_dir)
     row.epochs = total_epochs(run_dir, result)
     row.lock = lock_holder(run_dir, scheduler_states)
@@ -370,17 +352,17 @@ def inspect_cell(
     result_status = result.get("status") if result else None
     # A finished record is what a relaunch goes by (it skips the cell), however old the other files;
     # a failed one counts only if nothing was written after it.
-    result_current = result_status in FINISHED_RECORDS or (
-        result_status in RESULT_STATES and result_time is not None and all(result_time >= t for t in progress_times)
+    result_current = result_status in FINISHED_STATUSES or (
+        result_status in RECORD_STATUSES and result_time is not None and all(result_time >= t for t in progress_times)
     )
     outcome_status = (outcome or {}).get("status")
     job_state = row.scheduler_state
 
     if row.lock and row.lock["live"]:
         row.state = "busy" if (row.action == "skip-running" or outcome_status == "busy") else "running"
-    elif job_state in SLURM_ACTIVE and not result_current:
+    elif job_state in JOB_RUNNING and not result_current:
         row.state = "running"
-    elif job_state in SLURM_WAITING or (row.lock or {}).get("slurm_state") in SLURM_WAITING:
+    elif job_state in JOB_WAITING or (row.lock or {}).get("slurm_state") in JOB_WAITING:
         row.state = "pending"  # queued, or requeued after a preemption (the holder will resume it)
     elif result_current:
         row.state = str(result_status)
@@ -394,7 +376,7 @@ def inspect_cell(
         row.state = "pending"
 
     _fill_progress(row, metrics, result if result_current else None, now)
-    run_log = run_dir / "run.log"
+    run_log = run_dir / RUN_LOG
     row.log = str(run_log) if run_log.exists() else (outcome or {}).get("log")
     return row
 
@@ -725,7 +707,7 @@ def format_table(status: dict[str, Any], width: int = 100) -> str:
                 "wall": format_duration(c["wall_time_s"]),
                 "eta": eta,
                 "job": c["job_id"] or "-",
-                "slurm": SLURM_CODES.get(c["scheduler_state"] or "", c["scheduler_state"] or "-"),
+                "slurm": JOB_CODES.get(c["scheduler_state"] or "", c["scheduler_state"] or "-"),
             }
         )
 

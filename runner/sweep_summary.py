@@ -42,11 +42,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from runner.distributed import env_rank
+from runner.folder import OUTCOMES_DIR, SUMMARY_FILE
 from runner.io import atomic_write_json, read_json
-
-OUTCOMES_DIR = ".outcomes"
-SUMMARY_FILE = "sweep_summary.json"
-
 
 # Set in the job process by `SweepSummary.on_job_start` for the job now running:
 # where `record_outcome` writes, and whether it already did.

@@ -30,8 +30,17 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import cell_state, identity, live, records
+from runner import cell_state, identity, live
 from runner.failures import describe
+from runner.folder import (
+    FINISHED_STATUSES,
+    JOB_CANCELLED,
+    JOB_ENDED_EARLY,
+    MULTIRUN_FILE,
+    PLAN_FILE,
+    RUN_LOG,
+    read_result,
+)
 from runner.io import atomic_write_json
 from runner.launchers import JobEnded
 from runner.lock import lock_holder
@@ -39,9 +48,6 @@ from runner.validate import KEYS, problems
 from runner.value_checks import added_key_problems
 
 log = logging.getLogger(__name__)
-PLAN_FILE = "sweep_plan.json"
-# SLURM states that say how a job ended early (anything else: its process was killed).
-SCHEDULER_ENDS = ("FAILED", "PREEMPTED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
 
 
 @dataclass
@@ -109,7 +115,7 @@ class ValidatingSweeper(BasicSweeper):
             return []
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+            OmegaConf.save(self.config, sweep_dir / MULTIRUN_FILE)
         except OSError:
             pass
         batch = [cell.overrides + [f"variant='{cell.variant}'"] for cell in jobs]
@@ -202,8 +208,8 @@ def _action(cell: PlannedCell, cfg: DictConfig, seen: dict[Path, PlannedCell]) -
     if cell.run_dir in seen:
         first = seen[cell.run_dir]
         return "skip-duplicate", f"same effective config as [{' '.join(first.overrides)}]"
-    existing = records.read_result(cell.run_dir)
-    finished = bool(existing) and existing.get("status") in records.FINISHED_STATUSES and not cfg.force
+    existing = read_result(cell.run_dir)
+    finished = bool(existing) and existing.get("status") in FINISHED_STATUSES and not cfg.force
     trouble = cell_state.problems(cell.run_dir, Path(str(cfg.results_root)), force=cfg.force, will_train=not finished)
     if trouble:
         return "error", "; ".join(trouble)
@@ -266,7 +272,7 @@ def _skipped_outcome(cell: PlannedCell) -> dict[str, Any]:
         "status": "skipped",
         "overrides": cell.overrides,
         "run_dir": str(cell.run_dir),
-        "log": str(cell.run_dir / "run.log"),
+        "log": str(cell.run_dir / RUN_LOG),
         "reason": cell.reason,
         "action": cell.action,
     }
@@ -297,9 +303,9 @@ def _ended_outcome(cell: PlannedCell, ended: JobEnded) -> dict[str, Any]:
     job = f"SLURM job {ended.job_id}" if ended.slurm else f"job {ended.job_id}"
     if ended.detail:  # the job's own process raised
         what = "failed"
-    elif ended.state == "CANCELLED":
+    elif ended.state == JOB_CANCELLED:
         what = "was cancelled"
-    elif ended.state in SCHEDULER_ENDS:
+    elif ended.state in JOB_ENDED_EARLY:
         what = f"ended {ended.state}"
     else:  # a local job's state says FINISHED however its process ended
         what = "was killed"

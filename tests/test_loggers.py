@@ -24,7 +24,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import runner.loggers as loggers
-from runner.loggers.common import STATE_FILE, run_key
+from runner.folder import TRACKERS_FILE
+from runner.loggers.common import run_key
 
 CONF = REPO / "conf"
 CELL = "synthetic-resnet18/sam-constant/seed=0"
@@ -173,7 +174,7 @@ def test_csv_alone_opens_no_tracker_and_imports_none(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] []"
-    assert not (tmp_path / STATE_FILE).exists()
+    assert not (tmp_path / TRACKERS_FILE).exists()
 
 
 def test_logger_problems_accepts_every_installed_tracker(tmp_path):
@@ -545,7 +546,7 @@ def test_mlflow_params_metrics_and_tags_read_back(tmp_path):
     history = client.get_metric_history(run.info.run_id, "train_loss")
     assert {m.step: m.value for m in history} == {1: 2.0, 2: 1.5, 3: 1.0}
     assert run.data.metrics["final/test_error"] == 45.0 and run.data.metrics["sharpness/hessian_trace"] == 12.5
-    state = json.loads((run_dir_of(cfg) / STATE_FILE).read_text())
+    state = json.loads((run_dir_of(cfg) / TRACKERS_FILE).read_text())
     assert state["mlflow"]["run_id"] == run.info.run_id
 
 
@@ -561,13 +562,13 @@ def test_mlflow_requeued_cell_continues_the_same_run(tmp_path, caplog):
     (run,) = client.search_runs([experiment_id])
     assert run.info.run_id == first.info.run_id and run.info.status == "FINISHED"
     assert {m.step for m in client.get_metric_history(run.info.run_id, "train_loss")} == {1, 2, 3}
-    (run_dir_of(cfg) / STATE_FILE).unlink()  # lost: the run-key tag still finds the run
+    (run_dir_of(cfg) / TRACKERS_FILE).unlink()  # lost: the run-key tag still finds the run
     write_cell(cfg, rows=[{**ROWS[2], "epoch": 4}], record=None)
     (again,) = client.search_runs([experiment_id])
     assert again.info.run_id == run.info.run_id
     write_cell(cfg, rows=ROWS[:1], record=None, fresh=True)
     assert len(client.search_runs([experiment_id])) == 2
-    assert json.loads((run_dir_of(cfg) / STATE_FILE).read_text())["generation"] == 1
+    assert json.loads((run_dir_of(cfg) / TRACKERS_FILE).read_text())["generation"] == 1
     assert [r.getMessage() for r in caplog.records if r.name == "runner.loggers"] == []
 
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.folder import METRICS_FILE, TRACKERS_FILE
 from runner.io import atomic_write_json
 
-# Kept in the cell folder: the tracker run ids, so a requeued job finds its run again.
-STATE_FILE = "trackers.json"
 STATE_SCHEMA_VERSION = 1
 # The identity fields that become tags (W&B tags, MLflow tags), in this order.
 TAG_KEYS = ("dataset", "model", "optimizer", "schedule", "variant", "seed")
@@ -56,7 +55,7 @@ class RunContext:
         return run_labels(self.config)
 
     def save_state(self) -> None:
-        atomic_write_json(self.run_dir / STATE_FILE, self.state)
+        atomic_write_json(self.run_dir / TRACKERS_FILE, self.state)
 
 
 def run_labels(config: Mapping[str, Any]) -> list[str]:
@@ -88,7 +87,7 @@ def run_key(run_dir: Path) -> str:
 def read_state(run_dir: Path) -> dict[str, Any]:
     """The cell's trackers.json, or {} when it is missing or unreadable (then the run key alone finds the run)."""
     try:
-        with open(Path(run_dir) / STATE_FILE, encoding="utf-8") as handle:
+        with open(Path(run_dir) / TRACKERS_FILE, encoding="utf-8") as handle:
             state = json.load(handle)
     except (OSError, ValueError):
         return {}
@@ -172,7 +171,7 @@ def read_epochs(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
     import csv
 
     try:
-        with open(Path(run_dir) / "metrics.csv", encoding="utf-8", newline="") as handle:
+        with open(Path(run_dir) / METRICS_FILE, encoding="utf-8", newline="") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, csv.Error):
         return []

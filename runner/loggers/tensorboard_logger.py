@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from runner.folder import TENSORBOARD_DIR
 from runner.loggers.common import RunContext, flatten
 
 
@@ -20,7 +21,7 @@ def log_dir_for(settings: Mapping[str, Any], context: RunContext) -> Path:
     """`<run_dir>/tensorboard`, or `<log_dir>/<experiment>/<cell>` when a root is set."""
     root = settings.get("log_dir")
     if root in (None, ""):
-        return context.run_dir / "tensorboard"
+        return context.run_dir / TENSORBOARD_DIR
     return Path(str(root)).expanduser().absolute() / context.experiment / context.name
 
 

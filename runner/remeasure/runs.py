@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.cell_state import config_damage
 from runner.failures import io_line
+from runner.folder import CONFIG_FILE, MODEL_FILE, RESULT_FILE
 from runner.io import atomic_write_json
 from runner.lock import CellLock
 from runner.models import build_model, model_problems
@@ -64,10 +65,10 @@ def find_runs(targets: list[str]) -> list[Path]:
         if not matches:
             raise UsageError(f"{target}: matches nothing")
         for match in map(Path, matches):
-            if (match / "result.json").is_file():
+            if (match / RESULT_FILE).is_file():
                 found.append(match)
             elif match.is_dir():
-                below = sorted(path.parent for path in match.rglob("result.json"))
+                below = sorted(path.parent for path in match.rglob(RESULT_FILE))
                 if not below and not glob.has_magic(target):
                     raise UsageError(f"{match}: no result.json here or below; not a run folder or results root")
                 found += below
@@ -81,7 +82,7 @@ def find_runs(targets: list[str]) -> list[Path]:
 
 def _read_result(folder: Path) -> dict[str, Any]:
     try:
-        with open(folder / "result.json", encoding="utf-8") as handle:
+        with open(folder / RESULT_FILE, encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, ValueError) as error:
         raise UsageError(f"{folder}/result.json: unreadable ({error})") from None
@@ -132,24 +133,24 @@ def plan_runs(
                 )
             log.warning("skipping %s: status %s", folder, record.get("status"))
             continue
-        for needed in ("config.yaml", "model.pt"):
+        for needed in (CONFIG_FILE, MODEL_FILE):
             if not (folder / needed).is_file():
                 raise UsageError(
                     f"{folder}: no {needed}; cannot re-measure a run folder without "
-                    f"{'weights' if needed == 'model.pt' else 'its config'}"
+                    f"{'weights' if needed == MODEL_FILE else 'its config'}"
                 )
         damage = config_damage(folder)
         if damage:
             raise UsageError(f"{damage}; result.json keeps the run's config: restore config.yaml from it")
-        config = OmegaConf.load(folder / "config.yaml")
+        config = OmegaConf.load(folder / CONFIG_FILE)
         _apply_run_overrides(config, run_overrides, folder)
         for key in ("model", "dataset"):
             if key not in config:
                 raise UsageError(f"{folder}/config.yaml has no {key} section")
-        _check_model(config.model, folder / "config.yaml")
+        _check_model(config.model, folder / CONFIG_FILE)
         recorded_config = record.get("config")
         if isinstance(recorded_config, dict) and isinstance(recorded_config.get("model"), dict):
-            _check_model(recorded_config["model"], folder / "result.json")
+            _check_model(recorded_config["model"], folder / RESULT_FILE)
         problems = config_problems(measures, config.dataset)
         if problems:
             raise UsageError(f"{folder}: {problems[0]}")
@@ -181,7 +182,7 @@ def resolve_device(device: str) -> str:
 def remeasure(plan: RunPlan, device: str) -> dict[str, dict[str, Any]]:
     """Measure one run and merge the entries into its result.json (atomically)."""
     model = build_model(plan.config.model)
-    state = torch.load(plan.folder / "model.pt", map_location="cpu", weights_only=True)
+    state = torch.load(plan.folder / MODEL_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.to(device)
     entries = measure_all(
@@ -192,6 +193,6 @@ def remeasure(plan: RunPlan, device: str) -> dict[str, dict[str, Any]]:
     with CellLock(plan.folder, wait_s=RECORD_LOCK_WAIT_S, poll_s=0.2):
         record = _read_result(plan.folder)  # fresh: keep whatever else changed meanwhile
         record["sharpness"] = {**(record.get("sharpness") or {}), **entries}
-        atomic_write_json(plan.folder / "result.json", record)
+        atomic_write_json(plan.folder / RESULT_FILE, record)
     print(f"{plan.folder}: " + ", ".join(f"{name}={entry['value']:.6g}" for name, entry in entries.items()), flush=True)
     return entries
