@@ -227,7 +227,7 @@ def test_packaged_digits_read_without_sklearn_equal_load_digits(monkeypatch):
     reference = load_digits()
     assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
     # the cell's process never imports scikit-learn (scipy and pandas behind it) for the digits
-    probe = "import sys; from runner.data.digits import packaged_digits; packaged_digits(); print('sklearn' in sys.modules)"
+    probe = "import sys; from runner.data import digits; digits.packaged_digits(); print('sklearn' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "False"
     # a scikit-learn that keeps the file elsewhere: the same arrays through load_digits
