@@ -15,9 +15,14 @@ a cell before Hydra, the logger or the trainer write there:
   finished, and only `force=true` moves it aside and retrains;
 - a cell that will train must be writable, which is probed by writing.
 
-`problems()` answers in one line per finding, for the single-run preflight,
-the sweeper's plan and the runner itself; `set_aside()` moves a damaged file
-to `<name>.corrupt-<UTC time>`, keeping it for inspection.
+`problems()` answers in one line per finding, for the decision whether a cell
+trains (runner.sweep.verdict: the single-run preflight, the sweeper's plan and
+the runner itself); `set_aside()` moves a damaged file to
+`<name>.corrupt-<UTC time>`, keeping it for inspection.
+
+The write probe is the one write into a cell folder made without the cell's
+lock (runner.lock): a new file of a unique name, removed at once, that no
+reader looks for, so it cannot disturb a process that holds the lock.
 """
 
 from __future__ import annotations
@@ -134,14 +139,12 @@ def _unwritable(run_dir: Path) -> str | None:
     return None
 
 
-def problems(run_dir: Path, results_root: Path, *, force: bool, will_train: bool) -> list[str]:
+def problems(run_dir: Path, results_root: Path, *, force: bool) -> list[str]:
     """One line per reason the cell at `run_dir` must not be written as it stands.
 
-    A finished cell that will be skipped is written to by nobody, so only a cell
-    that will train is looked at (a damaged record makes a cell one that trains).
+    Asked only of a cell that will train (runner.sweep.verdict): a finished cell that
+    is skipped is written by nobody, and a damaged record makes a cell one that trains.
     """
-    if not will_train:
-        return []
     run_dir, results_root = Path(run_dir).absolute(), Path(results_root).absolute()
     escape = _escape(run_dir, results_root)
     if escape:

@@ -4,8 +4,8 @@ Hydra makes the output folder (the cell's folder) and writes `.hydra/` and its
 log there before the task function starts, so a check inside the task would be
 too late to leave a bad or finished cell untouched. `Preflight.on_run_start`
 runs first: a config that cannot work exits with status 2 and one `error:` line
-per problem, the data is fetched (or its absence reported) and a cell that is
-already finished exits 0 without writing anything, so a read-only results tree
+per problem, the data is fetched (or its absence reported), and a cell that is
+already finished (runner.sweep.verdict) exits 0 without writing anything, so a read-only results tree
 can be relaunched. Multiruns get the same checks from `runner.sweeper`.
 """
 
@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner import cell_state, data
-from runner.folder import FINISHED_STATUSES, read_result
+from runner.sweep.verdict import REFUSE, SKIP, decide
 from runner.validate import KEYS, ConfigError, validate
 from runner.value_checks import added_key_problems
 
@@ -54,23 +54,15 @@ class Preflight(Callback):
         if added:
             _fail(added, 2)
         run_dir = Path(str(task.run_dir)).absolute()
-        existing = read_result(run_dir)
-        finished = bool(existing) and existing.get("status") in FINISHED_STATUSES and not task.force
-        trouble = cell_state.problems(run_dir, Path(str(task.results_root)), force=task.force, will_train=not finished)
-        if trouble:
-            _fail(trouble, 2)
+        verdict = decide(run_dir, task)
+        if verdict.action == REFUSE:
+            _fail(verdict.reason.splitlines(), 2)
         try:
             data.prepare(task.dataset)
         except data.DatasetUnavailableError as error:
             _fail(str(error).splitlines(), 2)
-        if finished:
-            from runner.run import check_same_cell
-
-            try:
-                check_same_cell(existing.get("config"), task, f"{existing['status']} run", run_dir)
-            except ConfigError as error:
-                _fail(str(error).splitlines(), 2)
-            print(f"{run_dir}: already {existing['status']} (result.json); nothing to do (force=true retrains)")
+        if verdict.action == SKIP:
+            print(f"{run_dir}: {verdict.reason} (result.json); nothing to do (force=true retrains)")
             damage = cell_state.config_damage(run_dir)
             if damage:
                 print(f"note: {damage}; result.json keeps the run's config", file=sys.stderr)

@@ -12,44 +12,26 @@ import logging
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import cell_state, checkpoint_fit, data, debug, distributed, identity, records
+from runner import cell_state, checkpoint_fit, data, debug, distributed, records
 from runner import checkpoint as ckpt
 from runner.cell import Cell, build_cell, build_optimizer  # noqa: F401  (build_optimizer: tests and the bench)
 from runner.failures import io_line
-from runner.folder import CHECKPOINT_FILE, CONFIG_FILE, FINISHED_STATUSES, RESULT_FILE, RUN_LOG, read_result
+from runner.folder import CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, RUN_LOG
 from runner.io import atomic_write_text, remove_stale_temporaries
 from runner.lock import CellBusy, CellLock
 from runner.loggers import Loggers, open_loggers
 from runner.loop import Clock, train_epochs
+from runner.sweep.verdict import REFUSE, SKIP, TRAIN, Verdict, decide
 from runner.train import Diverged, resolve_precision
 from runner.validate import ConfigError, validate
 
 log = logging.getLogger("runner")
-
-
-def check_same_cell(stored: dict | None, cfg: DictConfig, what: str, run_dir: Path) -> None:
-    """Refuse to resume or skip on the strength of a run made with other hyperparameters.
-
-    Folders are named by the effective config, so this only fires when a folder
-    was filled by an older layout or by hand; it is checked under the cell's lock,
-    at the moment the stored run would be used.
-    """
-    if stored is None:
-        return
-    ours, theirs = identity.computed_values(cfg), identity.computed_values(stored)
-    changed = identity.differences(ours, theirs)
-    if changed:
-        shown = "; ".join(f"{key}: {theirs.get(key)!r} -> {ours.get(key)!r}" for key in list(changed)[:4])
-        raise ConfigError(
-            f"{run_dir} holds a {what} made with a different config ({shown}{'; ...' if len(changed) > 4 else ''}); "
-            f"use another experiment_name=<name> for the new values, or force=true to replace it"
-        )
 
 
 @contextmanager
@@ -74,64 +56,68 @@ def _outcome(status: str, run_dir: Path, **extra: Any) -> dict[str, Any]:
     return {"status": status, "run_dir": str(run_dir), "log": str(run_dir / RUN_LOG), **extra}
 
 
-def _finished(record: dict | None, cfg: DictConfig) -> bool:
-    return bool(record) and record.get("status") in FINISHED_STATUSES and not cfg.force
+def _skipped(run_dir: Path, verdict: Verdict) -> dict[str, Any]:
+    status = verdict.record["status"] if verdict.record else "completed"
+    log.info("%s: %s (result.json); nothing to do (force=true retrains)", run_dir, verdict.reason)
+    damage = cell_state.config_damage(run_dir)
+    if damage:
+        log.warning("%s; result.json keeps the run's config", damage)
+    return _outcome("skipped", run_dir, previous_status=status)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train one cell (or find it done) and return its outcome for the sweep summary.
 
-    A finished cell is skipped without writing anything, so a read-only results
-    tree can be relaunched. Everything else happens under the cell's lock: a
-    second process on the same cell gets a `busy` outcome instead of training
-    beside the first, and the checkpoint is checked when it is about to be used.
+    What to do is `runner.sweep.verdict.decide`'s, asked twice: before the lock (a
+    finished cell is skipped without writing anything, so a read-only results tree
+    can be relaunched) and under it, where the checkpoint's config is read too, at
+    the moment it is about to be used. Everything that writes the cell happens on
+    rank 0 under the cell's lock: a second process on the same cell gets a `busy`
+    outcome instead of training beside the first. The other ranks of a DDP cell
+    train their share and write nothing.
     """
     run_dir = Path(cfg.run_dir).absolute()
-    existing = read_result(run_dir)
-    if _finished(existing, cfg):
-        check_same_cell(existing.get("config"), cfg, f"{existing['status']} run", run_dir)
-        log.info("%s: already %s (result.json); nothing to do (force=true retrains)", run_dir, existing["status"])
-        damage = cell_state.config_damage(run_dir)
-        if damage:
-            log.warning("%s; result.json keeps the run's config", damage)
-        return _outcome("skipped", run_dir, previous_status=existing["status"])
-    if distributed.env_rank() != 0:  # rank 0 holds the lock for the whole cell
-        return _run_unlocked(cfg, run_dir)
-    # Links out of the results root, folders where files go, a damaged record of a finished run, no write access.
-    trouble = cell_state.problems(run_dir, Path(str(cfg.results_root)), force=bool(cfg.force), will_train=True)
-    if trouble:
-        raise ConfigError("\n".join(trouble))
+    verdict = decide(run_dir, cfg)
+    if verdict.action == SKIP:
+        return _skipped(run_dir, verdict)
+    if verdict.action == REFUSE:
+        raise ConfigError(verdict.reason)
+    if distributed.env_rank() != 0:  # rank 0 decides again under the lock, and writes
+        return _train_cell(cfg, run_dir, {})
     try:
         with CellLock(run_dir):
-            return _run_unlocked(cfg, run_dir)
+            return _under_lock(cfg, run_dir)
     except CellBusy as busy:
         log.error("%s", busy)
         return _outcome("busy", run_dir, error=str(busy))
 
 
-def _run_unlocked(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    existing = read_result(run_dir)
-    if _finished(existing, cfg):  # finished by another process while this one waited for the lock
-        return _outcome("skipped", run_dir, previous_status=existing["status"])
+def _under_lock(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Rank 0, holding the cell's lock: decide again, clear what earlier runs left, then train."""
+    remove_stale_temporaries(run_dir)
     notes: dict[str, Any] = {}
-    checkpoint_path = run_dir / CHECKPOINT_FILE
-    if distributed.env_rank() == 0:
-        remove_stale_temporaries(run_dir)
-        damage = cell_state.record_damage(run_dir)
-        if damage:  # provably unfinished (no model.pt) or force=true: keep it for inspection, train anew
-            moved = cell_state.set_aside(run_dir / RESULT_FILE)
-            notes["record_set_aside"] = str(moved)
-            notes["warning"] = f"{run_dir / RESULT_FILE} was damaged ({damage}); moved it to {moved.name}"
-        if cfg.force:
-            checkpoint_path.unlink(missing_ok=True)
-        elif checkpoint_path.exists():
-            try:
-                check_same_cell(ckpt.checkpoint_config(checkpoint_path), cfg, "checkpoint", run_dir)
-            except ckpt.CorruptCheckpoint as corrupt:
-                moved = ckpt.quarantine(checkpoint_path)
-                notes["checkpoint_quarantined"] = str(moved)
-                notes["warning"] = f"{corrupt}; moved it to {moved.name} and started over"
+    try:
+        verdict = decide(run_dir, cfg, checkpoint_config=ckpt.checkpoint_config)
+    except ckpt.CorruptCheckpoint as corrupt:  # unreadable: set aside, and the cell starts over
+        moved = ckpt.quarantine(corrupt.path)
+        notes["checkpoint_quarantined"] = str(moved)
+        notes["warning"] = f"{corrupt}; moved it to {moved.name} and started over"
+        verdict = decide(run_dir, cfg)
+    if verdict.action == SKIP:  # finished by another process while this one waited for the lock
+        return _skipped(run_dir, verdict)
+    if verdict.action == REFUSE:
+        raise ConfigError(verdict.reason)
+    damage = cell_state.record_damage(run_dir)
+    if damage:  # provably unfinished (no model.pt) or force=true: keep it for inspection, train anew
+        moved = cell_state.set_aside(run_dir / RESULT_FILE)
+        notes["record_set_aside"] = str(moved)
+        notes.setdefault("warning", f"{run_dir / RESULT_FILE} was damaged ({damage}); moved it to {moved.name}")
+    if verdict.action == TRAIN:  # force=true: an old checkpoint must not be resumed
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return _train_cell(cfg, run_dir, notes)
 
+
+def _train_cell(cfg: DictConfig, run_dir: Path, notes: dict[str, Any]) -> dict[str, Any]:
     dist = distributed.setup_distributed(str(cfg.device))
     try:
         with _run_log(run_dir, dist.is_main):
@@ -218,14 +204,17 @@ def _train(
     try:
         progress = _start_or_resume(cell, run_dir)
     except ckpt.CorruptCheckpoint as corrupt:  # plain data that is not this cell's: set aside, start over
-        moved = ckpt.quarantine(corrupt.path)
-        notes["checkpoint_quarantined"] = str(moved)
-        notes["warning"] = f"{corrupt}; moved it to {moved.name} and started over"
-        log.warning("%s", notes["warning"])
+        distributed.barrier()  # every rank has read it (and found the same); rank 0 holds the lock and moves it
+        if dist.is_main:
+            moved = ckpt.quarantine(corrupt.path)
+            notes["checkpoint_quarantined"] = str(moved)
+            notes["warning"] = f"{corrupt}; moved it to {moved.name} and started over"
+            log.warning("%s", notes["warning"])
         cell = build_cell(cfg, dist, precision)  # loading may have changed weights and RNGs: rebuild from scratch
         progress = ckpt.Progress()
     clock = Clock(progress.wall_time_s)
-    with debug.debug_run(cfg, run_dir):  # the debug presets' profiler and overfit check; nothing otherwise
+    # The debug presets' profiler and overfit check (rank 0, which writes the cell); nothing otherwise.
+    with debug.debug_run(cfg, run_dir) if dist.is_main else nullcontext():
         train_epochs(cfg, run_dir, dist, cell, progress, trackers, clock)
     return _finish(cfg, run_dir, dist, cell, progress, clock)
 

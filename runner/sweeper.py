@@ -5,9 +5,10 @@ out the cell's folder (grid axes + variant, runner.identity). Then:
 
 - if any cell cannot work, nothing is launched: one `error:` line per bad
   cell names it and the value, and the command exits with status 2;
-- cells whose folder already holds a finished run of the same effective config,
-  cells another process is training (a live lock), and cells that two points of
-  the sweep map to (e.g. SGD under two values of `sam.rho`) are not launched;
+- cells whose folder already holds a finished run of the same effective config
+  (runner.sweep.verdict, which also refuses a folder of another config), cells
+  another process is training (a live lock), and cells that two points of the
+  sweep map to (e.g. SGD under two values of `sam.rho`) are not launched;
 - the rest go to the launcher (basic, local or SLURM) in one batch, each job
   told its variant, and `sweep_plan.json` lists every cell for `runner.status`.
 
@@ -32,18 +33,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner import cell_state, identity, live
 from runner.failures import describe
-from runner.folder import (
-    FINISHED_STATUSES,
-    JOB_CANCELLED,
-    JOB_ENDED_EARLY,
-    MULTIRUN_FILE,
-    PLAN_FILE,
-    RUN_LOG,
-    read_result,
-)
+from runner.folder import JOB_CANCELLED, JOB_ENDED_EARLY, MULTIRUN_FILE, PLAN_FILE, RUN_LOG
 from runner.io import atomic_write_json
 from runner.launchers import JobEnded
 from runner.lock import lock_holder
+from runner.sweep.verdict import REFUSE, SKIP, decide
 from runner.validate import KEYS, problems
 from runner.value_checks import added_key_problems
 
@@ -208,29 +202,18 @@ def _action(cell: PlannedCell, cfg: DictConfig, seen: dict[Path, PlannedCell]) -
     if cell.run_dir in seen:
         first = seen[cell.run_dir]
         return "skip-duplicate", f"same effective config as [{' '.join(first.overrides)}]"
-    existing = read_result(cell.run_dir)
-    finished = bool(existing) and existing.get("status") in FINISHED_STATUSES and not cfg.force
-    trouble = cell_state.problems(cell.run_dir, Path(str(cfg.results_root)), force=cfg.force, will_train=not finished)
-    if trouble:
-        return "error", "; ".join(trouble)
-    if finished:
-        stored = existing.get("config")
-        if isinstance(stored, dict) and identity.differences(
-            identity.computed_values(stored), identity.computed_values(cfg)
-        ):
-            diff = identity.differences(identity.computed_values(cfg), identity.computed_values(stored))
-            return "error", (
-                f"{cell.run_dir} holds a {existing['status']} run of another config "
-                f"({', '.join(sorted(diff)[:4])} differ); force=true replaces it"
-            )
-        return "skip-finished", f"already {existing['status']}"
+    verdict = decide(cell.run_dir, cfg)
+    if verdict.action == REFUSE:
+        return "error", "; ".join(verdict.reason.splitlines())
+    if verdict.action == SKIP:
+        return "skip-finished", verdict.reason
     holder = lock_holder(cell.run_dir)
     if holder is not None:
         return "skip-running", (
             f"being trained by pid {holder.get('pid')} on {holder.get('host')}"
             + (f" (SLURM job {holder['slurm_job_id']})" if holder.get("slurm_job_id") else "")
         )
-    return "launch", ""
+    return "launch", verdict.reason  # resumes from its checkpoint, or trains
 
 
 def _summary_callback(context: Any) -> Any:

@@ -1,0 +1,1 @@
+"""The orchestration of sweeps, without torch: `verdict` decides whether a cell trains."""
