@@ -50,10 +50,10 @@ def worker(cell: str, epochs: int, overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_dir
 
     import runner  # noqa: F401  (registers the resolvers)
-    from runner import records
-    from runner.cell import build_cell
-    from runner.distributed import DistContext
     from runner.remeasure.measures import measure_all
+    from runner.training import records
+    from runner.training.build import build_cell
+    from runner.training.distributed import DistContext
 
     costs = {"imports": time.process_time() - started}
     optimizer, schedule = cell.split("-")
@@ -69,7 +69,7 @@ def worker(cell: str, epochs: int, overrides: list[str]) -> dict:
     built = build_cell(cfg, dist, "fp32")
     costs["build"] = time.process_time() - tick
     per_epoch: dict[str, list[float]] = {"train": [], "evaluate": [], "grad_norm": []}
-    from runner.train import EpochSums
+    from runner.training.steps import EpochSums
 
     for epoch in range(built.schedule.epochs):
         tick = time.process_time()

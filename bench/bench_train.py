@@ -1,7 +1,7 @@
 """Benchmark: images per second of a training step, ours against the research code's style, end to end.
 
-"ours" is what a grid cell runs: `runner.device_loader.DeviceLoader` feeding
-`runner.train.train_epoch` (autocast bf16 and channels_last on CUDA, metrics
+"ours" is what a grid cell runs: `runner.training.device_loader.DeviceLoader` feeding
+`runner.training.steps.train_epoch` (autocast bf16 and channels_last on CUDA, metrics
 kept on the device) with `sam_opt.SAM` / `sam_opt.GSAM` (SGD is SAM with
 rho = 0). The baseline is written here in the style of the original research
 code: torchvision's CIFAR10 dataset with PIL transforms in a DataLoader with 2
@@ -67,11 +67,11 @@ from torchvision import transforms as T  # noqa: E402
 from torchvision.datasets import CIFAR10  # noqa: E402
 
 from runner.data import crop_padding, load_tensors  # noqa: E402
-from runner.device_loader import DeviceLoader  # noqa: E402
 from runner.models import build_model  # noqa: E402
-from runner.run import build_optimizer  # noqa: E402
-from runner.schedule import Schedule, Stage, remember_initial_values  # noqa: E402
-from runner.train import resolve_precision, train_epoch  # noqa: E402
+from runner.training.build import build_optimizer  # noqa: E402
+from runner.training.device_loader import DeviceLoader  # noqa: E402
+from runner.training.schedule import Schedule, Stage, remember_initial_values  # noqa: E402
+from runner.training.steps import resolve_precision, train_epoch  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # The paper table whose network and data the main measurement uses (its model width aside).

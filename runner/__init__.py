@@ -1,18 +1,27 @@
-"""The sweep runner: builds one grid cell from a composed config and trains it.
+"""The sweep runner: plans a sweep of grid cells from composed configs, and trains each cell.
 
-`runner.main(cfg)` is the only entry point `launch.py` needs; the submodules each
-do one job (identity, validation, models, data, schedule, training loop,
-checkpoints, records, status). The entry points are imported on first use, so
-light tools (`python -m runner.status`) start without loading torch.
+`runner.main(cfg)` is the only entry point `launch.py` needs. Two rooms hold the rest:
+`runner.sweep`, the orchestration (identity, validation, the decision whether a cell
+trains, the lock, the Hydra sweeper and callbacks, status, summary), which imports no
+torch; and `runner.training`, the training of one cell. `runner.folder` is the cell
+folder's contract both read and write, `runner.io` their atomic writes; `data`, `models`,
+`loggers` and `remeasure` are the training's data, networks, trackers and re-measures.
+The entry points are imported on first use, so light tools (`python -m runner.sweep.status`)
+start without loading torch.
 """
 
 from typing import Any
 
-from runner.config_resolvers import register_resolvers
+from runner.sweep.config_resolvers import register_resolvers
 
 register_resolvers()
 
-_LAZY = {"ConfigError": "runner.validate", "in_multirun": "runner.run", "main": "runner.run", "run": "runner.run"}
+_LAZY = {
+    "ConfigError": "runner.sweep.validate",
+    "in_multirun": "runner.training.run",
+    "main": "runner.training.run",
+    "run": "runner.training.run",
+}
 __all__ = sorted(_LAZY)
 
 

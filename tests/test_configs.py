@@ -10,9 +10,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from runner.models import build_model
-from runner.run import build_optimizer
-from runner.schedule import Schedule
-from runner.validate import problems
+from runner.sweep.validate import problems
+from runner.training.build import build_optimizer
+from runner.training.schedule import Schedule
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

@@ -91,7 +91,7 @@ def test_debug_profile_writes_a_trace_and_an_operator_table(results_root):
 def test_debug_values_are_checked_at_validation():
     from omegaconf import OmegaConf
 
-    from runner.debug import problems
+    from runner.training.debug import problems
 
     def cfg(loader: str = "device", **debug):
         settings = {"train_batches": 2, "test_batches": 2, "overfit_check": False, "profile": False, **debug}

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 import runner  # noqa: F401  (registers the config resolvers)
 from runner.data.digits import load_digits_tensors, upsample
-from runner.schedule import Schedule
+from runner.training.schedule import Schedule
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

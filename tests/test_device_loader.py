@@ -18,7 +18,7 @@ from scipy import stats
 from torchvision import transforms as T
 
 from runner.data.loader import SeededBatchSampler
-from runner.device_loader import DeviceLoader
+from runner.training.device_loader import DeviceLoader
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)

@@ -1,4 +1,4 @@
-"""Multi-process cells: the rank discovery and collectives of runner.distributed, and a
+"""Multi-process cells: the rank discovery and collectives of runner.training.distributed, and a
 2-process DistributedDataParallel cell through torchrun on the gloo backend.
 
 The DDP cell is checked against the same cell trained by one process: with a
@@ -24,7 +24,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import REPO, launch
 
-from runner import distributed
+from runner.training import distributed
 
 # A ViT small enough for a CPU (1 block of width 32 on 8x8 images, patch 4),
 # without stochastic depth, so one process and two ranks compute the same steps.
@@ -163,7 +163,7 @@ def test_two_rank_ddp_cell_equals_one_process(tmp_path):
     # Training metrics must cover both ranks' halves of the data, not rank 0's alone.
     for key in ("train_loss", "train_error"):
         assert same(key), (
-            f"{key} differs: average it over ranks (runner.distributed.all_reduce_mean)",
+            f"{key} differs: average it over ranks (runner.training.distributed.all_reduce_mean)",
             single_rows,
             ddp_rows,
         )

@@ -22,9 +22,9 @@ import pytest
 from conftest import QUICK, REPO, launch
 
 from analysis.names import cell_order, optimizer_order, schedule_order
-from runner import registry
-from runner.lock import CellLock
-from runner.options import declared_names, group_options
+from runner.sweep import registry
+from runner.sweep.lock import CellLock
+from runner.sweep.options import declared_names, group_options
 
 EXAMPLE = REPO / "examples" / "sam_sweeps_example"
 
@@ -197,7 +197,7 @@ PLUGIN = '''
 """A lab's model, registered at import: `plugins=[labext]` on the command line imports it."""
 import os
 import torch.nn as nn
-from runner.registry import register_model
+from runner.sweep.registry import register_model
 
 with open(os.environ["LABEXT_IMPORTS"], "a") as seen:
     seen.write("imported\\n")
@@ -322,7 +322,7 @@ def test_a_users_increasing_batch_schedule_is_named_and_checked_like_the_built_i
     because its stages come from train.increasing_batch_sizes, whatever it is called."""
     from hydra import compose, initialize_config_dir
 
-    from runner.validate import problems
+    from runner.sweep.validate import problems
 
     (tmp_path / "schedule").mkdir()
     batch = (REPO / "conf" / "schedule" / "batch.yaml").read_text()

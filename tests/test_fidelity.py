@@ -186,7 +186,7 @@ def test_the_vit_recipe_erases_and_fills_as_the_authors_do():
 
 
 def test_choices_of_the_authors_networks_and_epochs_are_validated_before_anything_runs():
-    from runner.validate import problems
+    from runner.sweep.validate import problems
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         wrn = compose("config", overrides=["experiment=paper/cifar10_wrn28_10", "model.init=xavier"])

@@ -2,7 +2,7 @@
 
 Each test reproduces one way a command used to end in a traceback, a wrong
 record or a write outside the results folder, through the real entry points
-(`launch.py`, `python -m sharpness`, `python -m analysis`, `runner.status`).
+(`launch.py`, `python -m sharpness`, `python -m analysis`, `runner.sweep.status`).
 The first pass (crafted pickles, concurrent launches, kill and resume, read-only
 finished trees) closes the module.
 """
@@ -27,11 +27,12 @@ from conftest import QUICK, REPO, launch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from runner import checkpoint as ckpt
-from runner import checkpoint_fit, distributed, status
-from runner.cell import build_cell
-from runner.validate import KEYS, problems
-from runner.value_checks import added_key_problems
+from runner.sweep import status
+from runner.sweep.validate import KEYS, problems
+from runner.sweep.value_checks import added_key_problems
+from runner.training import checkpoint as ckpt
+from runner.training import checkpoint_fit, distributed
+from runner.training.build import build_cell
 
 # The issue's cheap cell: one epoch of a width-4 ResNet-18 on synthetic images, no measure.
 T = ["dataset=synthetic", "model.width=4", "train.epochs=1", "sharpness=none", "device=cpu", "progress=false"]
@@ -429,8 +430,17 @@ def test_ctrl_c_of_a_local_multirun_is_one_line_and_stops_every_cell(tmp_path, r
     Either way: one line and status 130, no controller's traceback, and no process of the sweep left.
     """
     process = subprocess.Popen(
-        [sys.executable, "launch.py", "-m", *T, "train.epochs=200", "seed=0,1", "hydra/launcher=local",
-         "cpu_threads=1", f"results_root={tmp_path}"],
+        [
+            sys.executable,
+            "launch.py",
+            "-m",
+            *T,
+            "train.epochs=200",
+            "seed=0,1",
+            "hydra/launcher=local",
+            "cpu_threads=1",
+            f"results_root={tmp_path}",
+        ],
         cwd=REPO,
         env=ENV,
         start_new_session=True,  # its own group, as a terminal's foreground job; SIGINT at its default

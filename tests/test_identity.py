@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import runner  # noqa: F401  (registers the config resolvers)
-from runner import identity
+from runner.sweep import identity
 
 PRESETS = sorted(
     str(p.relative_to(REPO / "conf" / "experiment").with_suffix(""))
@@ -123,7 +123,7 @@ def test_a_run_records_its_variant(tmp_path):
 
 def test_a_cpu_run_recorded_with_precision_auto_is_the_same_cell_as_fp32():
     """`auto` meant fp32 on the CPU, so results made before fp32 became the default still resume."""
-    from runner.identity import computed_values, differences
+    from runner.sweep.identity import computed_values, differences
 
     base = {"device": "cpu", "precision": "fp32", "train": {"epochs": 3}}
     old = {**base, "precision": "auto"}

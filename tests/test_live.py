@@ -1,4 +1,4 @@
-"""The launcher's live view (runner/live.py, live_text.py) and one summary line for a job killed early.
+"""The launcher's live view (runner/sweep/live.py, live_text.py) and one summary line for a job killed early.
 
 The event and table tests write cell folders by hand, as the runner writes them; the
 others run real multiruns through `launch.py -m`: in a pipe (one line per event), on a
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from conftest import QUICK, REPO, launch
 
-from runner import live, live_text
-from runner import status as st
+from runner.sweep import live, live_text
+from runner.sweep import status as st
 
 CELL = "digits-resnet18/sgd-constant/seed=0"
 OTHER = "digits-resnet18/sam-constant/seed=0"
@@ -301,7 +301,7 @@ def test_a_killed_local_job_is_one_line_of_the_summary(tmp_path):
 
 def test_a_job_cancelled_before_it_started_is_still_a_line_of_the_summary(tmp_path):
     """Job 1 was cancelled while queued: it left no outcome record, only the launcher saw it end."""
-    from runner import sweep_summary
+    from runner.sweep import summary as sweep_summary
 
     sweep = tmp_path / "adhoc"
     done = {"status": "completed", "job_num": 0, "run_dir": str(sweep / CELL), "log": "a.log"}

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from runner.lock import LOCK_FILE, CellBusy, CellLock, lock_holder
+from runner.sweep.lock import LOCK_FILE, CellBusy, CellLock, lock_holder
 
-LOCK_MODULE = Path(__file__).resolve().parents[1] / "runner" / "lock.py"
+LOCK_MODULE = Path(__file__).resolve().parents[1] / "runner" / "sweep" / "lock.py"
 
-# A contender: loads runner/lock.py alone (no torch import, so it starts fast), waits for the start
+# A contender: loads runner/sweep/lock.py alone (no torch import, so it starts fast), waits for the start
 # signal, tries the lock once, reports, and keeps a won lock until told to let go.
 CONTENDER = textwrap.dedent("""
     import importlib.util, os, sys, time

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from runner.validate import KEYS
-from runner.value_checks import added_key_problems
+from runner.sweep.validate import KEYS
+from runner.sweep.value_checks import added_key_problems
 
 REPO = Path(__file__).resolve().parents[1]
 READ = re.compile(r'setting\(dataset_cfg, "([a-z_]+)"')

@@ -71,7 +71,7 @@ def test_console_scripts_name_existing_functions():
 
 
 def test_the_checkout_reads_its_own_conf():
-    from runner.config_dir import config_dir
+    from runner.sweep.config_dir import config_dir
 
     assert config_dir() == REPO / "conf"
 
@@ -185,7 +185,7 @@ def test_installed_scripts_train_remeasure_tabulate_and_report_outside_the_check
         [
             "python",
             "-c",
-            "import json, sys, runner, runner.config_dir as c, hydra_plugins.sam_sweeps as p; "
+            "import json, sys, runner, runner.sweep.config_dir as c, hydra_plugins.sam_sweeps as p; "
             "print(json.dumps([runner.__file__, str(c.config_dir()), p.__file__, sys.path]))",
         ],
         elsewhere,

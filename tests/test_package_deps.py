@@ -2,7 +2,7 @@
 
 `sam_opt` (the optimizers) and `sharpness` (the measures) are libraries: torch,
 plus omegaconf where settings may be a DictConfig. The runner builds on them
-(`runner.train` on `sam_opt`, `runner.remeasure` on `sharpness`), never the
+(`runner.training.steps` on `sam_opt`, `runner.remeasure` on `sharpness`), never the
 other way round. Each check imports in a fresh interpreter, so nothing another
 test imported can hide or fake a dependency, and reads which project packages
 ended up in `sys.modules`. A static scan of every import statement, those inside

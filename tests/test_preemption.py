@@ -1,7 +1,7 @@
 """Preemption without lost work: a signal mid-epoch writes a checkpoint of that step, and the resumed
 run ends exactly as an uninterrupted one.
 
-Fast tests drive `runner.preemption.Preemption` and `runner.train.train_steps` in this process. The
+Fast tests drive `runner.training.preemption.Preemption` and `runner.training.steps.train_steps` in this process. The
 end-to-end ones run `launch.py` in subprocesses whose `sitecustomize` (HOOKS below, found first on
 PYTHONPATH) raises the signal inside the process as chosen training batches are drawn, so it lands
 mid-epoch at a known step on a machine of any speed; the signal itself, the hook, the checkpoint,
@@ -47,7 +47,7 @@ HOOKS = textwrap.dedent("""
             return
         import signal
 
-        from runner.device_loader import DeviceLoader
+        from runner.training.device_loader import DeviceLoader
 
         points = {tuple(int(v) for v in point.split(":")) for point in spec.split(",")}
         signum = getattr(signal, os.environ.get("SAM_TEST_PREEMPT_SIGNAL", "SIGUSR2"))
@@ -134,14 +134,16 @@ def _hooked(tmp_path: Path, at: str, **settings: str) -> dict[str, str]:
 
 
 def _epoch_in_progress(cell: Path) -> list[dict] | None:
-    from runner.checkpoint import read_checkpoint
+    from runner.training.checkpoint import read_checkpoint
 
     return read_checkpoint(cell / "checkpoint.pt").get("epoch_in_progress")
 
 
 def _load_preemption_module():
-    """runner/preemption.py alone (standard library only), without importing the runner package."""
-    spec = importlib.util.spec_from_file_location("preemption_under_test", REPO / "runner" / "preemption.py")
+    """runner/training/preemption.py alone (standard library only), without importing the runner package."""
+    spec = importlib.util.spec_from_file_location(
+        "preemption_under_test", REPO / "runner" / "training" / "preemption.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -158,7 +160,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 
 def test_a_signal_is_noted_and_handed_on_to_the_previous_handler():
-    from runner.preemption import Preemption
+    from runner.training.preemption import Preemption
 
     received: list[int] = []
     before = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
@@ -180,7 +182,7 @@ def test_a_signal_is_noted_and_handed_on_to_the_previous_handler():
 
 
 def test_a_pending_signal_waits_while_an_exception_is_on_its_way_out():
-    from runner.preemption import Preemption
+    from runner.training.preemption import Preemption
 
     received: list[int] = []
     before = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
@@ -197,7 +199,7 @@ def test_a_pending_signal_waits_while_an_exception_is_on_its_way_out():
 
 
 def test_the_watched_signals_follow_submitit(monkeypatch):
-    from runner.preemption import watched_signals
+    from runner.training.preemption import watched_signals
 
     monkeypatch.delenv("SUBMITIT_PREEMPT_SIGNAL", raising=False)
     assert watched_signals() == (signal.SIGUSR2, signal.SIGTERM)
@@ -209,7 +211,7 @@ def test_without_a_handler_the_process_ends_by_the_signal_once_handed_on(tmp_pat
     """The default action after the checkpoint: what the signal would have done without the hook."""
     script = textwrap.dedent(f"""
         import importlib.util, signal
-        spec = importlib.util.spec_from_file_location("p", {str(REPO / "runner" / "preemption.py")!r})
+        spec = importlib.util.spec_from_file_location("p", {str(REPO / "runner" / "training" / "preemption.py")!r})
         p = importlib.util.module_from_spec(spec); spec.loader.exec_module(p)
         with p.Preemption() as preemption:
             signal.raise_signal(signal.SIGTERM)
@@ -243,8 +245,8 @@ def _tiny_epoch_setup(loader_kind: str):
     """A small CNN, SAM over SGD with momentum under a cosine schedule, 6 augmented batches of 16 from
     the device loader or the torchvision path's seeded loader."""
     from runner.data import build_loader
-    from runner.device_loader import DeviceLoader
-    from runner.schedule import Schedule, Stage, remember_initial_values
+    from runner.training.device_loader import DeviceLoader
+    from runner.training.schedule import Schedule, Stage, remember_initial_values
     from sam_opt import SAM
 
     torch.manual_seed(0)
@@ -265,7 +267,7 @@ def _tiny_epoch_setup(loader_kind: str):
 
 
 def _train(model, optimizer, loader, schedule, sums, stop=None) -> bool:
-    from runner.train import train_steps
+    from runner.training.steps import train_steps
 
     return train_steps(
         model,
@@ -284,8 +286,8 @@ def _train(model, optimizer, loader, schedule, sums, stop=None) -> bool:
 
 @pytest.mark.parametrize("loader_kind", ["device", "torchvision"])
 def test_an_epoch_stopped_checkpointed_and_continued_equals_one_in_one_go(tmp_path, loader_kind):
-    from runner import checkpoint as ckpt
-    from runner.train import EpochSums
+    from runner.training import checkpoint as ckpt
+    from runner.training.steps import EpochSums
 
     model, optimizer, loader, schedule = _tiny_epoch_setup(loader_kind)
     whole = EpochSums.zeros(torch.device("cpu"))
@@ -316,7 +318,7 @@ def test_an_epoch_stopped_checkpointed_and_continued_equals_one_in_one_go(tmp_pa
 
 
 def test_a_stop_on_the_last_step_continues_into_an_empty_rest_of_the_epoch():
-    from runner.train import EpochSums
+    from runner.training.steps import EpochSums
 
     model, optimizer, loader, schedule = _tiny_epoch_setup("device")
     sums = EpochSums.zeros(torch.device("cpu"))

@@ -21,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import runner  # noqa: F401  (registers the config resolvers)
-from runner.schedule import Schedule
+from runner.training.schedule import Schedule
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

@@ -2,7 +2,7 @@
 
 Sharpness kinds (`sharpness.kinds.KINDS`), datasets (`runner.data.DATASETS`), augmentation
 recipes and crops (`runner.data.AUGMENTATIONS`, `runner.data.CROPS`), loaders
-(`runner.data.LOADERS`) and lr policies (`runner.schedule.LR_POLICIES`): each test reads the
+(`runner.data.LOADERS`) and lr policies (`runner.training.schedule.LR_POLICIES`): each test reads the
 registry and the files under conf/ that name its entries, so a new entry that a config lacks,
 or a config value no registry knows, fails here rather than at launch.
 """
@@ -61,7 +61,7 @@ def test_an_unknown_kind_names_the_valid_ones():
 
 
 def test_every_schedule_option_names_a_known_lr_policy():
-    from runner.schedule import LR_POLICIES
+    from runner.training.schedule import LR_POLICIES
 
     named = {OmegaConf.load(path).lr_policy for path in (CONF / "schedule").glob("*.yaml")}
     assert named <= set(LR_POLICIES)
@@ -69,7 +69,7 @@ def test_every_schedule_option_names_a_known_lr_policy():
 
 
 def test_each_lr_policy_starts_at_the_peak_and_the_decays_end_at_the_floor():
-    from runner.schedule import LR_POLICIES
+    from runner.training.schedule import LR_POLICIES
 
     for name, policy in LR_POLICIES.items():
         assert policy(0.0, 0.05) == 1.0
@@ -78,9 +78,9 @@ def test_each_lr_policy_starts_at_the_peak_and_the_decays_end_at_the_floor():
 
 
 def test_an_unknown_lr_policy_is_refused_not_taken_for_linear():
-    from runner.schedule import Schedule, Stage
+    from runner.training.schedule import Schedule, Stage
 
-    # Stages, ratios and warm-up are checked by runner.validate at launch (tests/test_validation.py);
+    # Stages, ratios and warm-up are checked by runner.sweep.validate at launch (tests/test_validation.py);
     # the policy name is the one value Schedule itself checks, as it looks it up.
     with pytest.raises(ValueError, match=r"schedule.lr_policy='step' is not one of constant, cosine, linear"):
         Schedule([Stage(10, 1)], 100, lr_policy="step")
@@ -140,7 +140,7 @@ def test_the_loaders_are_one_tuple():
 
 def test_every_registered_loader_has_a_pipeline_builder_and_no_other():
     from runner.data import LOADERS
-    from runner.pipeline import BUILDERS
+    from runner.training.pipeline import BUILDERS
 
     assert tuple(BUILDERS) == LOADERS
 
@@ -155,13 +155,13 @@ def test_every_registered_loader_has_a_pipeline_builder_and_no_other():
         ("dataset.augment", "runner.data:AUGMENTATIONS"),
         ("dataset.loader", "runner.data:LOADERS"),
         ("dataset.crop", "runner.data:CROPS"),
-        ("schedule.lr_policy", "runner.schedule:LR_POLICIES"),
+        ("schedule.lr_policy", "runner.training.schedule:LR_POLICIES"),
     ],
 )
 def test_validation_accepts_exactly_the_registered_values(key, registry):
     import importlib
 
-    from runner.validate import KEYS
+    from runner.sweep.validate import KEYS
 
     module, name = registry.split(":")
     values = list(getattr(importlib.import_module(module), name))

@@ -16,8 +16,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from runner import checkpoint as ckpt
-from runner.checkpoint import CorruptCheckpoint, Progress
+from runner.training import checkpoint as ckpt
+from runner.training.checkpoint import CorruptCheckpoint, Progress
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from runner.config_resolvers import equal_stages
-from runner.schedule import Schedule, Stage, remember_initial_values
+from runner.sweep.config_resolvers import equal_stages
+from runner.training.schedule import Schedule, Stage, remember_initial_values
 
 
 def test_increasing_batch_stages_and_steps():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import QUICK, REPO, launch
 
-from runner.objective import measured_problem, objective_problems, value_of
+from runner.sweep.objective import measured_problem, objective_problems, value_of
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the optuna extra")
 
@@ -105,7 +105,7 @@ def test_objective_values_come_from_the_record():
 
 
 def test_the_summary_names_the_analysis_command_of_the_install(monkeypatch):
-    from runner.sweep_summary import analysis_command
+    from runner.sweep.summary import analysis_command
 
     monkeypatch.setattr(sys, "argv", ["/home/you/.local/bin/sam-train", "-m"])
     assert analysis_command() == "sam-analysis"

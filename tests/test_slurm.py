@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slurm
 SLURM_BIN = REPO / "tests" / "slurm" / "bin"
 TEST_CLUSTER = "samtest"  # ClusterName in tests/slurm/slurm.conf.in
 GRID = ["optimizer=sgd,sam,gsam", "schedule=constant,batch,cosine"]
-# FAST's values differ from the primary config's, so its cells carry a variant segment (runner.identity).
+# FAST's values differ from the primary config's, so its cells carry a variant segment (runner.sweep.identity).
 VARIANT = {
     "constant": "batch_size=32,epochs=2,width=8",
     "cosine": "batch_size=32,epochs=2,width=8",
@@ -131,7 +131,7 @@ class Sweep:
             "hydra.launcher.timeout_min=20",
             f"hydra.launcher.name={self.name}",
             "hydra.launcher.setup=['export OMP_NUM_THREADS=1','echo fake_gpu=$CUDA_VISIBLE_DEVICES']",
-            "++hydra.callbacks.sweep_summary._target_=runner.sweep_summary.SweepSummary",
+            "++hydra.callbacks.sweep_summary._target_=runner.sweep.summary.SweepSummary",
         ]
         given = {override.split("=", 1)[0] for override in overrides}
         kept = [arg for arg in defaults if arg.split("=", 1)[0] not in given]

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-SUMMARY_CALLBACK = "++hydra.callbacks.sweep_summary._target_=runner.sweep_summary.SweepSummary"
+SUMMARY_CALLBACK = "++hydra.callbacks.sweep_summary._target_=runner.sweep.summary.SweepSummary"
 CLUSTER_VARIABLES = (
     "SAM_SLURM_PARTITION",
     "SAM_SLURM_ACCOUNT",

@@ -1,4 +1,4 @@
-"""`python -m runner.status`: every cell's state, epoch, timing and SLURM job, from the files runs write.
+"""`python -m runner.sweep.status`: every cell's state, epoch, timing and SLURM job, from the files runs write.
 
 The sweep folders are written by hand, file by file, as the runner and the
 launcher write them (contracts in docs/architecture.md), so each state is
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from runner import status as st
+from runner.sweep import status as st
 
 EPOCHS = 5
 COMPLETED = "digits-resnet18/sgd-constant/seed=0"
@@ -42,7 +42,7 @@ def _metrics(walls: list[float], batch_size: int = 32) -> str:
 
 
 def _config(epochs: int = EPOCHS) -> str:
-    # As runner.run writes it: the resolved config, plain YAML.
+    # As runner.training.run writes it: the resolved config, plain YAML.
     return (
         f"experiment_name: demo\nseed: 0\ntrain:\n  epochs: {epochs}\n  batch_size: 32\nschedule:\n  name: constant\n"
     )
@@ -143,7 +143,7 @@ def sweep(tmp_path_factory) -> Path:
     cell = sweep / FAILED
     _write(cell / "config.yaml", _config(), old)
     _write(cell / "metrics.csv", _metrics([12.0]), old)
-    _write(cell / "checkpoint.pt", "not a checkpoint: runner.status must never load it", old)
+    _write(cell / "checkpoint.pt", "not a checkpoint: runner.sweep.status must never load it", old)
     _write(cell / "result.json", _result("failed", error="RuntimeError: CUDA error: an illegal memory access"), old + 5)
 
     cell = sweep / RUNNING  # 2 of 5 epochs of 10 s each, the last one written just now
@@ -169,7 +169,12 @@ def sweep(tmp_path_factory) -> Path:
 def _status(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "100", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "runner.status", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "runner.sweep.status", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -322,7 +327,8 @@ def test_a_nonexistent_folder_from_the_command_line(tmp_path):
     done = _status(str(tmp_path / "nope"))
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        f"runner.status: {tmp_path / 'nope'} does not exist; give a sweep folder such as results/<experiment_name>"
+        f"runner.sweep.status: {tmp_path / 'nope'} does not exist; "
+        "give a sweep folder such as results/<experiment_name>"
     ]
 
 
@@ -344,7 +350,7 @@ def test_watch_redraws_until_ctrl_c(sweep, tmp_path):
     out = tmp_path / "out.txt"
     with open(out, "w") as handle:
         child = subprocess.Popen(
-            [sys.executable, "-m", "runner.status", str(sweep), "--watch", "0.2"],
+            [sys.executable, "-m", "runner.sweep.status", str(sweep), "--watch", "0.2"],
             cwd=REPO,
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -137,7 +137,7 @@ def _calls(path: Path) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("module", ["runner/sweeper.py", "runner/preflight.py", "runner/run.py"])
+@pytest.mark.parametrize("module", ["runner/sweep/sweeper.py", "runner/sweep/preflight.py", "runner/training/run.py"])
 def test_the_sweeper_the_preflight_and_the_run_ask_the_verdict(module):
     assert "decide" in _calls(REPO / module)
 
@@ -145,9 +145,9 @@ def test_the_sweeper_the_preflight_and_the_run_ask_the_verdict(module):
 def test_configs_are_compared_and_records_judged_in_the_verdict_alone():
     """No second copy of the decision: nobody else compares computed values or reads the finished statuses."""
     allowed = {
-        "computed_values": {"runner/identity.py", "runner/sweep/verdict.py"},
+        "computed_values": {"runner/sweep/identity.py", "runner/sweep/verdict.py"},
         "is_finished": {"runner/folder.py", "runner/sweep/verdict.py"},
-        "FINISHED_STATUSES": {"runner/folder.py", "runner/status.py"},  # status shows, it does not decide
+        "FINISHED_STATUSES": {"runner/folder.py", "runner/sweep/status.py"},  # status shows, it does not decide
     }
     for name, files in allowed.items():
         found = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from runner.options import extension_config_packages, is_project_source
+from runner.sweep.options import extension_config_packages, is_project_source
 
 
 class ExtensionConfigs(SearchPathPlugin):

@@ -1,4 +1,4 @@
-"""`hydra/sweeper=optuna`: the project's Optuna search (runner/search.py) under the name users know.
+"""`hydra/sweeper=optuna`: the project's Optuna search (runner/sweep/search.py) under the name users know.
 
 hydra-optuna-sweeper registers its own `hydra/sweeper/optuna` in Hydra's ConfigStore, and Hydra
 refuses a config file of the same name. Hydra imports every plugin module while it scans for plugins,
@@ -14,7 +14,7 @@ from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from runner import search
+from runner.sweep import search
 
 SEARCH_SWEEPER = {
     "_target_": "hydra_plugins.sam_sweeps.search.SearchSweeper",
@@ -40,7 +40,7 @@ SEARCH_SWEEPER = {
 
 
 class SearchSweeper(search.SearchSweeper):
-    """runner.search.SearchSweeper, defined where Hydra accepts plugin classes."""
+    """runner.sweep.search.SearchSweeper, defined where Hydra accepts plugin classes."""
 
 
 class SearchSweeperConfig(SearchPathPlugin):

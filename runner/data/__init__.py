@@ -2,7 +2,7 @@
 
 - `load_tensors(dataset_cfg, split)`: uint8 N×C×H×W images + int64 labels of an
   in-memory dataset (cifar10, cifar100, tiny_imagenet, digits, synthetic), the
-  input of `runner.device_loader`.
+  input of `runner.training.device_loader`.
 - `build_dataset(dataset_cfg, split, augment)`: the torchvision path (PIL
   transforms) for every dataset, ImageNet included.
 - `build_loader(dataset, batch_size, ...)`: a seeded DataLoader for that path.

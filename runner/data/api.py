@@ -61,7 +61,7 @@ DATASETS: dict[str, DatasetKind] = {
 IN_MEMORY = tuple(name for name, kind in DATASETS.items() if kind.load is not None)
 
 # `dataset.loader`: `device` holds an in-memory dataset on the training device and cuts augmented
-# batches there (runner.device_loader); `torchvision` reads PIL images through a DataLoader (any dataset).
+# batches there (runner.training.device_loader); `torchvision` reads PIL images through a DataLoader (any dataset).
 LOADERS = ("device", "torchvision")
 
 

@@ -15,7 +15,7 @@ Two keys of the dataset config choose the training transform, never its name:
   centre crop; AutoAugment with the ImageNet policy). Absent, it is `padded`.
 
 Every recipe ends with ToTensor and per-channel Normalize; test transforms
-never augment. `runner.device_loader` implements `crop_flip` with the padded
+never augment. `runner.training.device_loader` implements `crop_flip` with the padded
 crop on the device; `device_can_augment` says whether a dataset's recipe is that.
 """
 
@@ -107,7 +107,7 @@ def cropping(dataset_cfg: Mapping[str, Any]) -> str:
 
 
 def device_can_augment(dataset_cfg: Mapping[str, Any]) -> bool:
-    """Whether `runner.device_loader` applies this dataset's training recipe: none, or crop_flip padded."""
+    """Whether `runner.training.device_loader` applies this dataset's training recipe: none, or crop_flip padded."""
     recipe = augmentation(dataset_cfg)
     return recipe == "none" or (recipe == "crop_flip" and cropping(dataset_cfg) == "padded")
 

@@ -265,7 +265,7 @@ def open_loggers(
     `cfg`. `fresh` (default: `cfg.force`) starts new tracker runs instead of
     resuming the cell's. A tracker that fails to open is left out with a warning.
     """
-    from runner.records import config_container
+    from runner.training.records import config_container
 
     try:
         trackers = {name: s for name, s in selected(cfg).items() if REQUIRED_MODULES.get(name, "") is not None}

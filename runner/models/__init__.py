@@ -41,7 +41,7 @@ _BOOKKEEPING_KEYS = ("name", "family", "_target_")
 
 def constructor_path(name: str) -> str:
     """The `_target_` the model options give for `name`: the package-level name of a built-in
-    constructor, the module path of one an extension registered (runner.registry)."""
+    constructor, the module path of one an extension registered (runner.sweep.registry)."""
     constructor = MODELS[name]
     if globals().get(constructor.__name__) is constructor:
         return f"{__name__}.{constructor.__name__}"

@@ -39,16 +39,16 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from runner.sweep import registry
+from runner.sweep.config_dir import config_dir
+from runner.sweep.options import default_sources, group_options
 from sharpness.settings import normalize_all
 
-from .. import registry
-from ..config_dir import config_dir
-from ..options import default_sources, group_options
 from .runs import RunPlan, UsageError, find_runs, plan_runs, remeasure, resolve_device
 
 log = logging.getLogger(__name__)
 
-# The checkout's conf/, or the installed package's copy of it (runner/config_dir.py).
+# The checkout's conf/, or the installed package's copy of it (runner/sweep/config_dir.py).
 CONF_DIR = config_dir()
 PRIMARY = "sharpness_cli"
 PRIMARY_NODE = {
@@ -56,7 +56,7 @@ PRIMARY_NODE = {
     "device": "auto",
     "force": False,
     "run": None,  # the run folder of one multirun job
-    "plugins": [],  # modules of the user's to import (runner.registry); never read from a run's config
+    "plugins": [],  # modules of the user's to import (runner.sweep.registry); never read from a run's config
 }
 _OWN_KEYS = ("sharpness", "device", "force", "plugins")
 

@@ -23,7 +23,7 @@ import sharpness
 from runner import data
 from runner.data.common import channel_stats
 from runner.data.transforms import augmentation
-from runner.device_loader import DeviceLoader
+from runner.training.device_loader import DeviceLoader
 from sharpness import Batches
 
 

@@ -28,12 +28,12 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from runner.cell_state import config_damage
-from runner.failures import io_line
 from runner.folder import CONFIG_FILE, MODEL_FILE, RESULT_FILE
 from runner.io import atomic_write_json
-from runner.lock import CellLock
 from runner.models import build_model, model_problems
+from runner.sweep.cell_state import config_damage
+from runner.sweep.failures import io_line
+from runner.sweep.lock import CellLock
 from sharpness import config_problems
 
 from .measures import measure_all

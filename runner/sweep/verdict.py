@@ -28,8 +28,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from runner import cell_state, identity
 from runner.folder import CHECKPOINT_FILE, is_finished, read_result
+from runner.sweep import cell_state, identity
 
 SKIP, RESUME, TRAIN, REFUSE = "skip", "resume", "train", "refuse"
 # How many differing keys a refusal names before it ends with `...`.

@@ -1,7 +1,7 @@
-"""What the live view says: one line per cell event, or a compact table, from runner.status snapshots.
+"""What the live view says: one line per cell event, or a compact table, from runner.sweep.status snapshots.
 
-Pure functions of the status (`runner.status.collect`) and the cells' files;
-runner/live.py decides when to look and where to write.
+Pure functions of the status (`runner.sweep.status.collect`) and the cells' files;
+runner/sweep/live.py decides when to look and where to write.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import status as st
 from runner.folder import CHECKPOINT_FILE, JOB_CODES, METRICS_FILE, RECORD_STATUSES, RESULT_FILE, RUN_LOG
+from runner.sweep import status as st
 
 
 def launched_cells(status: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from runner.config_dir import config_dir
+from runner.sweep.config_dir import config_dir
 
 CONF_ENTRY_POINTS = "sam_sweeps.conf"
 
@@ -104,7 +104,7 @@ def declared_names(group: str, cfg: DictConfig | None = None, sources: Iterable[
     """The `name:` each option of `group` declares (its file name when it declares none), sorted.
 
     `schedule/cosine_warm.yaml` with `name: cosine_warm` makes `cosine_warm` a schedule name;
-    these are the values `runner.validate` accepts for `<group>.name`.
+    these are the values `runner.sweep.validate` accepts for `<group>.name`.
     """
     chosen = list(sources) if sources is not None else _sources_of(cfg) or default_sources()
     return sorted(_declared(group, tuple(chosen)))

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 import torch
 from omegaconf import DictConfig
 
-from runner import data, debug
-from runner.device_loader import DeviceLoader
-from runner.distributed import per_rank_batch_size
+from runner import data
+from runner.training import debug
+from runner.training.device_loader import DeviceLoader
+from runner.training.distributed import per_rank_batch_size
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from runner.schedule import Schedule
+from runner.training.schedule import Schedule
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -13,7 +13,7 @@ A cell runs as one process per GPU. Who the processes are comes from, in order:
 The backend follows the device: NCCL on CUDA, gloo on the CPU (what the tests
 use). The runner keeps every stage's effective batch size equal to the
 configured one by giving each rank `per_rank_batch_size(batch, world_size)`
-examples (runner.pipeline), and only the main rank writes records.
+examples (runner.training.pipeline), and only the main rank writes records.
 """
 
 from __future__ import annotations

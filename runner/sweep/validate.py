@@ -4,8 +4,8 @@ the rules between keys, checked at launch before any data is read or any file is
 `KEYS` is the schema (one entry per key, in the order of conf/config.yaml); `_cross_key_problems`
 holds the rules that involve several keys; `problems(cfg)` runs both and returns one line per
 problem (`key=value must be ...`). Objects built from a validated config trust their inputs.
-Unknown keys and options are Hydra's to find (runner.failures says them in one line); values that
-reach a constructor or an allocation are bounded here and in runner/value_checks.py.
+Unknown keys and options are Hydra's to find (runner.sweep.failures says them in one line); values that
+reach a constructor or an allocation are bounded here and in runner/sweep/value_checks.py.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import data, options, registry, value_checks
+from runner import data
 from runner.models.vit import ARCHITECTURES as VIT_ARCHITECTURES
 from runner.models.wide_resnet import INITS as WRN_INITS
-from runner.schedule import LR_POLICIES
-from runner.train import PRECISIONS
+from runner.sweep import options, registry, value_checks
+from runner.training.schedule import LR_POLICIES
+from runner.training.steps import PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -96,7 +97,7 @@ def one_of(*choices: Any) -> Check:
 
 
 def registered(registry: Mapping[str, Any]) -> Check:
-    """A name of a registry, read when checked: what extensions registered counts (runner.registry)."""
+    """A name of a registry, read when checked: what extensions registered counts (runner.sweep.registry)."""
 
     def check(value: Any) -> str | None:
         return None if isinstance(value, str) and value in registry else f"must be one of {', '.join(registry)}"
@@ -251,7 +252,7 @@ KEYS: dict[str, Key] = {
 }
 
 # Groups whose options declare the `<group>.name` a run records; the names come from the options
-# found in the config sources (runner.options), so a user's own option is valid by existing.
+# found in the config sources (runner.sweep.options), so a user's own option is valid by existing.
 NAMED_GROUPS = ("optimizer", "schedule")
 
 
@@ -457,7 +458,7 @@ def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool,
         from runner.loggers import logger_problems
 
         found.extend(logger_problems(cfg))
-    from runner.debug import problems as debug_problems  # the debug presets' keys, when one is selected
+    from runner.training.debug import problems as debug_problems  # the debug presets' keys, when one is selected
 
     found.extend(debug_problems(cfg))
     return found

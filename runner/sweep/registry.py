@@ -6,7 +6,7 @@ Every kind of thing a config names by value has one registry, owned by the packa
 |-----------------|----------------------------------|---------------------------|--------------------------|
 | model           | `runner.models.MODELS`           | `model.name`              | `sam_sweeps.models`      |
 | dataset         | `runner.data.DATASETS`           | `dataset.name`            | `sam_sweeps.datasets`    |
-| lr policy       | `runner.schedule.LR_POLICIES`    | `schedule.lr_policy`      | `sam_sweeps.lr_policies` |
+| lr policy       | `runner.training.schedule.LR_POLICIES`    | `schedule.lr_policy`      | `sam_sweeps.lr_policies` |
 | SAM variant     | `sam_opt.OPTIMIZERS`             | `optimizer._target_`      | `sam_sweeps.optimizers`  |
 | sharpness kind  | `sharpness.KINDS`                | `sharpness.<name>.kind`   | `sam_sweeps.sharpness`   |
 
@@ -36,10 +36,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from runner.options import CONF_ENTRY_POINTS
+from runner.sweep.options import CONF_ENTRY_POINTS
 
 GROUP_PREFIX = "sam_sweeps."
-CONF_GROUP = CONF_ENTRY_POINTS  # entry points naming a package of YAML config groups (runner.options)
+CONF_GROUP = CONF_ENTRY_POINTS  # entry points naming a package of YAML config groups (runner.sweep.options)
 
 
 class ExtensionError(ValueError):
@@ -94,7 +94,7 @@ def _registered_kind(existing: Any, load: Callable) -> Any:
 
 def register_lr_policy(name: str, policy: Callable[[float, float], float]) -> None:
     """Add an lr policy: `policy(progress in [0, 1], min_lr_ratio) -> lr multiplier`, named by `schedule.lr_policy`."""
-    from runner import schedule
+    from runner.training import schedule
 
     if not callable(policy) or len(inspect.signature(policy).parameters) != 2:
         raise ExtensionError(f"lr policy {name!r}: {policy!r} must be a function of (progress, min_lr_ratio)")

@@ -21,7 +21,7 @@ the runner itself); `set_aside()` moves a damaged file to
 `<name>.corrupt-<UTC time>`, keeping it for inspection.
 
 The write probe is the one write into a cell folder made without the cell's
-lock (runner.lock): a new file of a unique name, removed at once, that no
+lock (runner.sweep.lock): a new file of a unique name, removed at once, that no
 reader looks for, so it cannot disturb a process that holds the lock.
 """
 
@@ -34,7 +34,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner.failures import io_line
 from runner.folder import (
     CELL_FILES,
     CHECKPOINT_FILE,
@@ -47,6 +46,7 @@ from runner.folder import (
     SWEEP_FILES,
     set_aside_name,
 )
+from runner.sweep.failures import io_line
 
 # Of the cell's files (runner.folder.CELL_FILES, and .hydra/'s), the ones whose wrong type would only show
 # after the whole training run (the record, the lock's release, the final model) or as a traceback outside

@@ -104,7 +104,7 @@ def build_record(
     diverged_at_step: int | None = None,
 ) -> dict[str, Any]:
     """The `result.json` record of one run (see docs/architecture.md)."""
-    from runner.identity import identity_in_app
+    from runner.sweep.identity import identity_in_app
 
     metrics = metrics or {}
     return {

@@ -9,7 +9,7 @@ subprocesses, SLURM nodes), so the summary is assembled from files in
    pickles it, requeues included), so each job knows the id.
 2. `SweepSummary.on_job_start` (in the job, main rank only) marks the cell
    `unfinished`, naming its log; `record_outcome(outcome)`, called after
-   `runner.run(cfg)`, replaces that with the runner's outcome. A task that
+   `runner.training.run(cfg)`, replaces that with the runner's outcome. A task that
    raised instead is recorded as `failed` by `on_job_end`.
 3. `SweepSummary.on_multirun_end` (the launching process) reads them, prints the
    counts (completed, skipped, failed, diverged; each failure with its log) and
@@ -24,7 +24,7 @@ Enable with, in conf/config.yaml:
     hydra:
       callbacks:
         sweep_summary:
-          _target_: runner.sweep_summary.SweepSummary
+          _target_: runner.sweep.summary.SweepSummary
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from runner.distributed import env_rank
 from runner.folder import OUTCOMES_DIR, SUMMARY_FILE
 from runner.io import atomic_write_json, read_json
+from runner.training.distributed import env_rank
 
 # Set in the job process by `SweepSummary.on_job_start` for the job now running:
 # where `record_outcome` writes, and whether it already did.
@@ -53,7 +53,7 @@ _current_job: dict[str, Any] | None = None
 def record_outcome(outcome: dict[str, Any]) -> None:
     """Drop this cell's outcome (the runner's dict) where the end-of-sweep summary finds it.
 
-    Called in the job process after `runner.run(cfg)`. A no-op outside a
+    Called in the job process after `runner.training.run(cfg)`. A no-op outside a
     multirun (or without the `SweepSummary` callback) and on ranks other than 0.
     Atomic, so the summary never reads half a record even if the job is killed
     right after; keyed by job number, so a requeued job overwrites its own.
@@ -217,7 +217,7 @@ class SweepSummary(Callback):
         self._launcher_error: str | None = None
 
     def note_ended_jobs(self, outcomes: list[dict[str, Any]]) -> None:
-        """Jobs the launcher saw end without returning (runner.launchers), as summary records."""
+        """Jobs the launcher saw end without returning (runner.sweep.launchers), as summary records."""
         self._ended = list(outcomes)
 
     def note_launcher_error(self, line: str) -> None:

@@ -1,6 +1,6 @@
 """Checks of values that would pass their own key's range and still fail inside a constructor.
 
-`runner.validate` checks each key against its range; some values only fail
+`runner.sweep.validate` checks each key against its range; some values only fail
 when torch builds something from them (a negative momentum, AdamW betas of 2,
 a model head of 3 classes on a 10-class dataset) or when the launch line adds
 a key nobody reads (`+sam.rhoo=0.1`, a typo that would train the default cell
@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner.failures import suggestion
+from runner.sweep.failures import suggestion
 
 # Sections whose settings belong to the selected option and are checked by its owner
 # (a measure's by sharpness.config_problems, a tracker's by runner.loggers); Hydra's own node.

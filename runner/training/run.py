@@ -18,18 +18,20 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import cell_state, checkpoint_fit, data, debug, distributed, records
-from runner import checkpoint as ckpt
-from runner.cell import Cell, build_cell, build_optimizer  # noqa: F401  (build_optimizer: tests and the bench)
-from runner.failures import io_line
+from runner import data
 from runner.folder import CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, RUN_LOG
 from runner.io import atomic_write_text, remove_stale_temporaries
-from runner.lock import CellBusy, CellLock
 from runner.loggers import Loggers, open_loggers
-from runner.loop import Clock, train_epochs
+from runner.sweep import cell_state
+from runner.sweep.failures import io_line
+from runner.sweep.lock import CellBusy, CellLock
+from runner.sweep.validate import ConfigError, validate
 from runner.sweep.verdict import REFUSE, SKIP, TRAIN, Verdict, decide
-from runner.train import Diverged, resolve_precision
-from runner.validate import ConfigError, validate
+from runner.training import checkpoint as ckpt
+from runner.training import checkpoint_fit, debug, distributed, records
+from runner.training.build import Cell, build_cell
+from runner.training.epochs import Clock, train_epochs
+from runner.training.steps import Diverged, resolve_precision
 
 log = logging.getLogger("runner")
 
@@ -308,7 +310,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         if not in_multirun():
             raise ConfigError(str(error)) from None
         outcome = _outcome("failed", Path(cfg.run_dir).absolute(), error=str(error))
-    from runner.sweep_summary import record_outcome
+    from runner.sweep.summary import record_outcome
 
     record_outcome(outcome)
     return outcome

@@ -4,7 +4,7 @@
     sam-train -m experiment=demo                       # the demo's 9-cell grid
     sam-train -m experiment=paper/cifar10_resnet18 hydra/launcher=slurm
 
-Both entry points compose the same conf/ (runner.config_dir) and run `task` for
+Both entry points compose the same conf/ (runner.sweep.config_dir) and run `task` for
 every Hydra job. Hydra names a job after the module of its task function, so
 both are named `launch` (Hydra's launch.log, SLURM's `sam-launch`) wherever the
 package is installed.
@@ -26,9 +26,9 @@ import hydra
 from omegaconf import DictConfig
 
 import runner
-from runner import sweep_summary
-from runner.config_dir import config_dir
-from runner.failures import describe
+from runner.sweep import summary
+from runner.sweep.config_dir import config_dir
+from runner.sweep.failures import describe
 
 # 1 once a single run ended in a state other than done (a multirun counts in its summary instead).
 _exit_status = 0
@@ -43,7 +43,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
-    if outcome["status"] not in sweep_summary.DONE_STATUSES and not runner.in_multirun():
+    if outcome["status"] not in summary.DONE_STATUSES and not runner.in_multirun():
         print(f"{outcome['status']}: {outcome.get('error') or ''} (log: {outcome['log']})".rstrip(), file=sys.stderr)
         _exit_status = 1
     return outcome
@@ -51,7 +51,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
 
 def exit_status() -> int:
     """The process's exit status once Hydra returned: a failed single run, else the sweep summary's verdict."""
-    return _exit_status or sweep_summary.exit_status(sweep_summary.last_summary)
+    return _exit_status or summary.exit_status(summary.last_summary)
 
 
 def run_app(app: Callable[[], Any]) -> int:

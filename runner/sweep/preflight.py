@@ -6,7 +6,7 @@ too late to leave a bad or finished cell untouched. `Preflight.on_run_start`
 runs first: a config that cannot work exits with status 2 and one `error:` line
 per problem, the data is fetched (or its absence reported), and a cell that is
 already finished (runner.sweep.verdict) exits 0 without writing anything, so a read-only results tree
-can be relaunched. Multiruns get the same checks from `runner.sweeper`.
+can be relaunched. Multiruns get the same checks from `runner.sweep.sweeper`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import cell_state, data
+from runner import data
+from runner.sweep import cell_state
+from runner.sweep.validate import KEYS, ConfigError, validate
+from runner.sweep.value_checks import added_key_problems
 from runner.sweep.verdict import REFUSE, SKIP, decide
-from runner.validate import KEYS, ConfigError, validate
-from runner.value_checks import added_key_problems
 
 
 def task_config(config: DictConfig) -> DictConfig:

@@ -8,7 +8,7 @@ linear schedules differ only in data (the stage list and the lr policy, a key of
 `LR_POLICIES`), never in code paths, and a resumed run gets the same values as
 an uninterrupted one because nothing here has state.
 
-A `Schedule` built from a config trusts it: `runner.validate` has checked the
+A `Schedule` built from a config trusts it: `runner.sweep.validate` has checked the
 stages, the policy and the ratios at launch.
 """
 
@@ -37,7 +37,7 @@ def _linear(progress: float, min_lr_ratio: float) -> float:
 
 
 # The lr policies `schedule.lr_policy` may name; validation and `Schedule` both read this table.
-# A read-only view: a user's package adds its own through `runner.registry.register_lr_policy`.
+# A read-only view: a user's package adds its own through `runner.sweep.registry.register_lr_policy`.
 _POLICIES: dict[str, LrPolicy] = {
     "constant": _constant,
     "cosine": _cosine,

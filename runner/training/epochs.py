@@ -4,7 +4,7 @@ Rank 0 alone evaluates, writes metrics.csv and the checkpoint and logs; every
 rank trains its share of each batch, and the epoch's training means are
 averaged over the ranks.
 
-A preemption or timeout signal (`runner.preemption`) stops the epoch after the
+A preemption or timeout signal (`runner.training.preemption`) stops the epoch after the
 optimizer step it arrived in: the checkpoint then holds that step, with the
 epoch's running sums of every rank, and the signal goes on to its handler (a
 submitit job is requeued). The requeued run starts the epoch at the next batch
@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from runner import checkpoint as ckpt
-from runner import distributed, records
-from runner.cell import Cell
-from runner.distributed import DistContext
 from runner.loggers import Loggers
-from runner.preemption import Preemption
-from runner.train import EpochStats, EpochSums
+from runner.training import checkpoint as ckpt
+from runner.training import distributed, records
+from runner.training.build import Cell
+from runner.training.distributed import DistContext
+from runner.training.preemption import Preemption
+from runner.training.steps import EpochStats, EpochSums
 
 log = logging.getLogger("runner")
 

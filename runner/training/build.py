@@ -4,7 +4,7 @@
 (DDP, torch.compile), the optimizer, the schedule, the data pipelines, the loss
 and the loss scaler, always in the same order, so the model's initial weights
 (drawn from the freshly seeded RNG) are the same in every run of the cell. The
-epoch loop (`runner.loop`) and the end of the run (`runner.run`) only use what
+epoch loop (`runner.training.epochs`) and the end of the run (`runner.training.run`) only use what
 the returned `Cell` holds.
 """
 
@@ -19,13 +19,13 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from runner import debug
 from runner.data.loader import examples_per_epoch
-from runner.distributed import DistContext
 from runner.models import build_model
-from runner.pipeline import Batches, Pipelines, build_pipelines
-from runner.schedule import Schedule, remember_initial_values
-from runner.train import EpochSums, evaluate, full_gradient_norm, train_steps
+from runner.training import debug
+from runner.training.distributed import DistContext
+from runner.training.pipeline import Batches, Pipelines, build_pipelines
+from runner.training.schedule import Schedule, remember_initial_values
+from runner.training.steps import EpochSums, evaluate, full_gradient_norm, train_steps
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -1,7 +1,7 @@
 """Checkpoints that make a resumed run bitwise equal to an uninterrupted one (on the CPU).
 
 One is written at each epoch end and, when a preemption or timeout signal
-arrives (`runner.preemption`), after the optimizer step it arrived in. It holds
+arrives (`runner.training.preemption`), after the optimizer step it arrived in. It holds
 everything the rest of the run depends on: weights and buffers, the optimizer
 (base state such as momentum, and each group's lr/rho), the position in the
 schedule (the global step), every RNG the run draws from, the metrics so far
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from runner.cell_state import set_aside
 from runner.folder import CHECKPOINT_FILE, MODEL_FILE
 from runner.io import atomic_torch_save
+from runner.sweep.cell_state import set_aside
 from sharpness.model_state import unwrap  # one copy, in the library; the runner may import it
 
 # The keys `load_checkpoint` needs; a readable file without them is not a checkpoint of this project.

@@ -18,7 +18,7 @@ PRIMARY_CONFIG = "config.yaml"
 
 def _checkout_conf() -> Path | None:
     """conf/ of the checkout this package was imported from, if it was (launch.py marks a checkout)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # runner/sweep/config_dir.py -> the checkout
     conf = root / "conf"
     return conf if (root / "launch.py").is_file() and (conf / PRIMARY_CONFIG).is_file() else None
 
@@ -40,7 +40,8 @@ def config_dir() -> Path:
     found = _checkout_conf() or _packaged_conf()
     if found is None:
         raise FileNotFoundError(
-            f"no configs found: neither a checkout's conf/{PRIMARY_CONFIG} next to {Path(__file__).resolve().parent} "
-            f"nor the installed package {CONF_PACKAGE!r}; reinstall with `pip install .` from the repository"
+            f"no configs found: neither a checkout's conf/{PRIMARY_CONFIG} next to "
+            f"{Path(__file__).resolve().parents[1]} nor the installed package {CONF_PACKAGE!r}; "
+            f"reinstall with `pip install .` from the repository"
         )
     return found

@@ -3,7 +3,7 @@
 Hydra's launchers block until every job has ended (basic: in this process,
 local: subprocesses, SLURM: jobs on other nodes), so the view runs in a
 background thread of the launching process and reads each cell's state from
-its files the way `runner.status` does (docs/status.md). It works the same for
+its files the way `runner.sweep.status` does (docs/status.md). It works the same for
 every launcher and never talks to the jobs.
 
 - On a terminal, a compact table (cell, state, epoch k/N, test error, wall
@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import status as st
-from runner.live_text import EventLog, launched_cells, render_table
+from runner.sweep import status as st
+from runner.sweep.live_text import EventLog, launched_cells, render_table
 
 MODES = ("auto", "table", "lines", "off")
 # squeue/sacct are asked at most this often, however often the files are read.
@@ -53,7 +53,7 @@ def resolve_mode(mode: str, stream: TextIO) -> str:
 
 
 class _CachedScheduler:
-    """runner.status's scheduler query, answered from the last answer for a while."""
+    """runner.sweep.status's scheduler query, answered from the last answer for a while."""
 
     def __init__(self, every: float) -> None:
         self.every, self.asked_at, self.answer = every, -float("inf"), None

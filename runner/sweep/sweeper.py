@@ -1,7 +1,7 @@
 """A Hydra sweeper that plans the whole sweep before launching any job of it.
 
 For every cell of a multirun it composes the config, validates it, and works
-out the cell's folder (grid axes + variant, runner.identity). Then:
+out the cell's folder (grid axes + variant, runner.sweep.identity). Then:
 
 - if any cell cannot work, nothing is launched: one `error:` line per bad
   cell names it and the value, and the command exits with status 2;
@@ -10,7 +10,7 @@ out the cell's folder (grid axes + variant, runner.identity). Then:
   another process is training (a live lock), and cells that two points of the
   sweep map to (e.g. SGD under two values of `sam.rho`) are not launched;
 - the rest go to the launcher (basic, local or SLURM) in one batch, each job
-  told its variant, and `sweep_plan.json` lists every cell for `runner.status`.
+  told its variant, and `sweep_plan.json` lists every cell for `runner.sweep.status`.
 
 Selected by conf/config.yaml (`override hydra/sweeper: validating`), so every
 launcher and preset gets it.
@@ -31,15 +31,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import cell_state, identity, live
-from runner.failures import describe
 from runner.folder import JOB_CANCELLED, JOB_ENDED_EARLY, MULTIRUN_FILE, PLAN_FILE, RUN_LOG
 from runner.io import atomic_write_json
-from runner.launchers import JobEnded
-from runner.lock import lock_holder
+from runner.sweep import cell_state, identity, live
+from runner.sweep.failures import describe
+from runner.sweep.launchers import JobEnded
+from runner.sweep.lock import lock_holder
+from runner.sweep.validate import KEYS, problems
+from runner.sweep.value_checks import added_key_problems
 from runner.sweep.verdict import REFUSE, SKIP, decide
-from runner.validate import KEYS, problems
-from runner.value_checks import added_key_problems
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def _action(cell: PlannedCell, cfg: DictConfig, seen: dict[Path, PlannedCell]) -
 
 
 def _summary_callback(context: Any) -> Any:
-    from runner.sweep_summary import SweepSummary
+    from runner.sweep.summary import SweepSummary
 
     for callback in getattr(context.callbacks, "callbacks", []):
         if isinstance(callback, SweepSummary):
@@ -262,7 +262,7 @@ def _skipped_outcome(cell: PlannedCell) -> dict[str, Any]:
 
 
 def _write_quietly(path: Path, record: dict[str, Any]) -> None:
-    """The plan helps `runner.status`; a read-only results tree must not stop a relaunch that trains nothing."""
+    """The plan helps `runner.sweep.status`; a read-only results tree must not stop a relaunch that trains nothing."""
     try:
         atomic_write_json(path, record)
     except OSError as error:
@@ -275,7 +275,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _ended(results: list[Sequence[JobReturn]]) -> list[JobEnded]:
-    """The jobs that ended without returning (runner.launchers marks them), in job order."""
+    """The jobs that ended without returning (runner.sweep.launchers marks them), in job order."""
     return [
         r._return_value for batch in results for r in batch if isinstance(getattr(r, "_return_value", None), JobEnded)
     ]

@@ -4,7 +4,7 @@ Hydra reports an unknown key, an unknown option or an override it cannot parse
 in several lines (with the options, a grammar link and a hint about
 `HYDRA_FULL_ERROR`); a full disk or a read-only folder surfaces as whatever
 library was writing (torch's zip writer, Python's logging). The entry points
-(`runner.launch.run_app`) turn each into one `error:` line that names the
+(`runner.sweep.launch.run_app`) turn each into one `error:` line that names the
 value or the file and what to do, and into an exit status: 2 for a command
 that cannot work as written, 1 for a fault of the machine.
 """
@@ -33,7 +33,7 @@ def suggestion(key: str, known: list[str]) -> str:
 
 
 def _schema_keys() -> list[str]:
-    from runner.validate import KEYS
+    from runner.sweep.validate import KEYS
 
     return list(KEYS)
 
@@ -130,7 +130,7 @@ def describe(error: BaseException) -> tuple[int, str]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from runner.validate import ConfigError
+    from runner.sweep.validate import ConfigError
 
     if isinstance(error, ConfigError):
         return 2, "; ".join(str(error).splitlines())

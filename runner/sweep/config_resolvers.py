@@ -45,11 +45,11 @@ def variant_dir(variant: str | None) -> str:
 
 
 def run_variant(*, _root_: DictConfig) -> str:
-    """The variant of the config being run (see runner.identity); "" outside a Hydra app.
+    """The variant of the config being run (see runner.sweep.identity); "" outside a Hydra app.
 
     A multirun's sweeper sets `variant` explicitly; this resolver names single runs.
     """
-    from runner.identity import identity_in_app
+    from runner.sweep.identity import identity_in_app
 
     return identity_in_app(_root_).name
 

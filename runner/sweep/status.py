@@ -1,6 +1,6 @@
 """Live status of a sweep: every cell's state, epoch, last metrics, wall time, ETA and SLURM job.
 
-    python -m runner.status <sweep folder> [--watch [SECONDS]] [--json]
+    python -m runner.sweep.status <sweep folder> [--watch [SECONDS]] [--json]
     sam-status <sweep folder> ...
 
 Everything is read from the files the runs and the launcher write (never executed
@@ -284,7 +284,7 @@ def query_scheduler(job_ids: Sequence[str]) -> dict[str, str] | None:
 def lock_holder(run_dir: Path, scheduler_states: dict[str, str] | None) -> dict[str, Any] | None:
     """The cell's `.lock` with `live` (its holder still works on the cell) and `verified` (we could check).
 
-    A holder on this host is judged as the runner judges it (runner.lock: the
+    A holder on this host is judged as the runner judges it (runner.sweep.lock: the
     pid runs and is the same process); one on another host by its SLURM job's
     state, from the one scheduler query of the whole sweep, and assumed live
     when there is no job or no answer. The lock file is hard-linked complete,
@@ -299,7 +299,7 @@ def lock_holder(run_dir: Path, scheduler_states: dict[str, str] | None) -> dict[
     info = {key: lock.get(key) for key in ("host", "pid", "slurm_job_id", "started")}
     job = str(lock["slurm_job_id"]) if lock.get("slurm_job_id") else None
     if lock["host"] == socket.gethostname():
-        from runner.lock import holder_is_live  # the runner's own rule, so status and runner agree
+        from runner.sweep.lock import holder_is_live  # the runner's own rule, so status and runner agree
 
         # `_path` lets the runner's rule recognise a lock this very process holds (the basic launcher).
         return {**info, "live": holder_is_live({**lock, "_path": str(path)}), "verified": True}
@@ -791,7 +791,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the sweep's status once, as JSON, or redrawn every few seconds (`--watch`)."""
-    parser = _Parser(prog="runner.status", description="Status of every cell of a sweep, from its files.")
+    parser = _Parser(prog="runner.sweep.status", description="Status of every cell of a sweep, from its files.")
     parser.add_argument("sweep_dir", help="the sweep folder (results/<experiment_name>) or a single run's folder")
     parser.add_argument(
         "--watch",
@@ -809,7 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = collect(args.sweep_dir)
     except StatusError as error:
-        print(f"runner.status: {error}", file=sys.stderr)
+        print(f"runner.sweep.status: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(status, indent=2, allow_nan=False, default=str))
@@ -827,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 status = collect(args.sweep_dir)
             except StatusError as error:  # e.g. the folder was moved away: say so, keep the last table
-                print(f"runner.status: {error}", file=sys.stderr, flush=True)
+                print(f"runner.sweep.status: {error}", file=sys.stderr, flush=True)
                 time.sleep(args.watch)
     except KeyboardInterrupt:
         print()

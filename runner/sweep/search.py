@@ -2,10 +2,10 @@
 
 `hydra/sweeper=optuna` (conf/hydra/sweeper/optuna.yaml; `pip install 'sam-sweeps[optuna]'`)
 selects `SearchSweeper`. It asks Optuna for trials, and each trial is planned like a cell
-of a grid sweep (runner/sweeper.py): composed, validated, placed in the folder of its
+of a grid sweep (runner/sweep/sweeper.py): composed, validated, placed in the folder of its
 effective config. A trial whose folder already holds a finished run is not trained again:
 the study is told the stored value. The value of a trial is read from its result.json
-(`runner.objective`), so the task's return value stays the runner's outcome.
+(`runner.sweep.objective`), so the task's return value stays the runner's outcome.
 
 Before anything trains, the search space is probed (every choice, both ends of every
 range) and refused with one `error:` line per problem: a key that does not exist or
@@ -24,10 +24,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from runner import objective as objectives
 from runner.folder import PLAN_FILE, SEARCH_FILE, read_result
 from runner.io import atomic_write_json
-from runner.sweeper import PlannedCell, ValidatingSweeper, _plan_record, _skipped_outcome, _summary_callback
+from runner.sweep import objective as objectives
+from runner.sweep.sweeper import PlannedCell, ValidatingSweeper, _plan_record, _skipped_outcome, _summary_callback
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'sam-sweeps[optuna]'"
