@@ -98,6 +98,25 @@ def test_single_process_without_launcher(monkeypatch):
     distributed.teardown()
 
 
+def test_a_submitit_task_takes_its_ranks_from_submitit_and_its_port_from_its_job(monkeypatch):
+    """submitit describes the task (rank 1 of 2, one node); the rendezvous is the loopback at the job's own
+    port, never a MASTER_PORT that sbatch copied from the submitting shell."""
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+    for name, value in {
+        "SUBMITIT_LOCAL_JOB_ID": "4242",
+        "SUBMITIT_LOCAL_NTASKS": "2",
+        "SUBMITIT_LOCAL_JOB_NUM_NODES": "1",
+        "SUBMITIT_LOCAL_GLOBALID": "1",
+        "SUBMITIT_LOCAL_LOCALID": "1",
+        "MASTER_PORT": "1234",
+    }.items():
+        monkeypatch.setenv(name, value)
+    rank, world_size, local_rank, init_method = distributed._submitit_ranks()
+    assert (rank, world_size, local_rank) == (1, 2, 1)
+    assert init_method == f"tcp://127.0.0.1:{distributed._job_port('4242')}" != "tcp://127.0.0.1:1234"
+    assert distributed.env_rank() == 1
+
+
 def test_torchrun_environment_without_rendezvous_is_an_error(monkeypatch):
     monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")

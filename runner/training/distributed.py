@@ -3,12 +3,24 @@
 A cell runs as one process per GPU. Who the processes are comes from, in order:
 
 1. submitit, inside a SLURM (or submitit-local) job with several tasks: the
-   job's tasks are the ranks (`hydra.launcher.tasks_per_node` per node), the
-   job's first host is the rendezvous address (loopback on one node) and the
-   port is derived from the job id, so two jobs sharing a node do not collide;
+   job's tasks are the ranks (`hydra.launcher.tasks_per_node` per node);
 2. torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)
    for local use: `torchrun --nproc_per_node 2 launch.py ...`;
 3. otherwise a single process, with no process group at all.
+
+From submitit, `submitit.helpers.TorchDistributedEnvironment` gives the rank, the
+world size, the local rank, the tasks per node and the job's first host, read
+from the job's own description (SLURM's or submitit-local's variables), and
+`submitit.JobEnvironment` the job id and the rank of `env_rank`. What remains
+here, and why: the rendezvous port is derived from the job id (so two jobs
+sharing a node do not collide) and never read from MASTER_PORT, which sbatch
+copies from the submitting shell, where it may be a stale leftover (submitit's
+port honours it); a job on one node meets at the loopback address, which works
+even where the node's own name does not resolve; and the process group is
+joined with a `tcp://` address instead of `TorchDistributedEnvironment.export()`,
+which would overwrite the job's environment and CUDA_VISIBLE_DEVICES (each rank
+here sees every GPU of its node and picks its own). torchrun's variables need
+none of this: they are read as torchrun sets them (`env://`).
 
 The backend follows the device: NCCL on CUDA, gloo on the CPU (what the tests
 use). The runner keeps every stage's effective batch size equal to the
@@ -52,18 +64,23 @@ def _in_submitit_job() -> bool:
     return "SUBMITIT_EXECUTOR" in os.environ
 
 
+def _job_port(job_id: str) -> int:
+    """The rendezvous port of a submitit job: a pure function of its id, so every task of it picks the same."""
+    low, high = _PORT_RANGE
+    return low + zlib.crc32(str(job_id).encode()) % (high - low)
+
+
 def _submitit_ranks() -> tuple[int, int, int, str]:
     """(rank, world size, local rank, init method) of this submitit job's task."""
     import submitit
+    from submitit.helpers import TorchDistributedEnvironment
 
-    env = submitit.JobEnvironment()
-    # Not MASTER_ADDR/MASTER_PORT: sbatch copies the submitting shell's
-    # environment into the job, so those could be stale leftovers.
-    low, high = _PORT_RANGE
-    port = low + zlib.crc32(str(env.job_id).encode()) % (high - low)
+    env = TorchDistributedEnvironment()  # reads the job's description; exports nothing
+    one_node = env.local_world_size == env.world_size
     # One node: loopback, which works even where the node's name does not resolve.
-    address = "127.0.0.1" if env.num_nodes == 1 else env.hostnames[0]
-    return env.global_rank, env.num_tasks, env.local_rank, f"tcp://{address}:{port}"
+    address = "127.0.0.1" if one_node else env.master_addr
+    port = _job_port(submitit.JobEnvironment().job_id)
+    return env.rank, env.world_size, env.local_rank, f"tcp://{address}:{port}"
 
 
 def _torchrun_ranks() -> tuple[int, int, int, str]:
