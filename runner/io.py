@@ -3,6 +3,9 @@
 Every file the project writes for later reading (result.json, metrics.csv,
 checkpoints) goes to a temporary file in the same folder first and is then
 moved into place with `os.replace`, which is atomic on POSIX file systems.
+`atomic_write` takes any writer of a binary handle (runner.training.checkpoint
+passes torch.save); nothing here imports torch, so the orchestration writes
+its files with it too.
 
 Results folders are often shared (a lab's network storage), so every file gets
 the mode the umask gives, as `open()` would (0644 under umask 022, 0664 under
@@ -24,9 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
-# mkstemp's names: prefix, 8 characters of its alphabet, suffix (what _atomic_write creates, nothing else).
+# mkstemp's names: prefix, 8 characters of its alphabet, suffix (what atomic_write creates, nothing else).
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
@@ -65,7 +66,8 @@ def file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Write `path` through `write(handle)` on a temporary file beside it, then replace it; OSError names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -95,7 +97,7 @@ def _remove(name: str) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so readers see either the old file or the new one."""
-    _atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -109,52 +111,10 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, text + "\n")
 
 
-class _Recording:
-    """A file handle that keeps the OSError of a failed write: torch's zip writer reports a full disk
-    as `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`, naming neither."""
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        self.handle = handle
-        self.error: OSError | None = None
-
-    def write(self, data: bytes) -> int:
-        try:
-            return self.handle.write(data)
-        except OSError as error:
-            self.error = error
-            raise
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
-def _torch_save(obj: Any, handle: IO[bytes], path: Path) -> None:
-    recording = _Recording(handle)
-    try:
-        torch.save(obj, recording)
-        handle.flush()
-    except OSError as error:
-        error.filename = error.filename or str(path)
-        raise
-    except RuntimeError:
-        if recording.error is None:
-            raise
-        raise OSError(recording.error.errno, recording.error.strerror, str(path)) from None
-
-
-def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
-    """`torch.save` through a temporary file, for checkpoints that must survive a kill.
-
-    A write the disk refuses (full, over quota, over the file size limit) raises
-    OSError naming `path` and the reason, not torch's zip writer's message.
-    """
-    _atomic_write(path, lambda handle: _torch_save(obj, handle, Path(path)))
-
-
 def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Path]:
     """Delete the `.<name>.<random>.tmp` files killed writers left in `folder` (not below); returns them.
 
-    Only names of exactly the pattern `_atomic_write` creates are touched, and
+    Only names of exactly the pattern `atomic_write` creates are touched, and
     only regular files. The default age limit is zero because the runner calls
     this under the cell's lock, where no other writer of the cell's files
     exists; even so, removing a temporary file under a live writer only makes

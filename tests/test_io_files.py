@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from runner import io
+from runner.training import checkpoint
 
 WRITERS = {
     "text": lambda path: io.atomic_write_text(path, "hello\n"),
     "json": lambda path: io.atomic_write_json(path, {"a": 1}),
     "bytes": lambda path: io.atomic_write_bytes(path, b"\x00\x01"),
-    "torch": lambda path: io.atomic_torch_save(path, {"w": torch.zeros(2)}),
+    "torch": lambda path: checkpoint.atomic_torch_save(path, {"w": torch.zeros(2)}),
 }
 
 
@@ -78,10 +79,10 @@ def test_current_umask_reads_without_changing_it(umask) -> None:
 
 def test_a_failing_writer_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pt"
-    io.atomic_torch_save(path, {"epoch": 1})
+    checkpoint.atomic_torch_save(path, {"epoch": 1})
     before = path.read_bytes()
     with pytest.raises(Exception):
-        io.atomic_torch_save(path, {"epoch": 2, "bad": lambda: None})  # lambdas cannot be pickled
+        checkpoint.atomic_torch_save(path, {"epoch": 2, "bad": lambda: None})  # lambdas cannot be pickled
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["checkpoint.pt"]
 

@@ -146,3 +146,76 @@ def test_the_package_graph_has_no_cycle():
     for package in PACKAGES:
         if package not in state:
             visit(package, [package])
+
+
+def test_analysis_imports_no_other_project_package():
+    """`analysis` reads result.json and metrics.csv only: no import of the runner, the libraries or torch."""
+    for stage, loaded in loaded_by(["analysis"])["analysis"].items():
+        assert loaded & set(PACKAGES) == {"analysis"}, (
+            f"import analysis ({stage}) loaded {sorted(loaded & set(PACKAGES))}"
+        )
+        assert "torch" not in loaded, f"import analysis ({stage}) loaded torch"
+    assert imported_packages("analysis") == {}, imported_packages("analysis")
+
+
+# The orchestration starts without torch: runner itself, the cell folder's contract, the atomic writes and
+# every module of runner.sweep (the status tool, the sweeper's plan, the launching process's callbacks).
+# The modules are imported one by one, so the first that pulls torch in is named.
+_ORCHESTRATION_PROBE = """
+import importlib, json, pkgutil, sys
+names = ["runner", "runner.folder", "runner.io", "runner.sweep"]
+import runner.sweep
+names += [info.name for info in pkgutil.walk_packages(runner.sweep.__path__, "runner.sweep.")]
+first = None
+for name in names:
+    importlib.import_module(name)
+    if first is None and "torch" in sys.modules:
+        first = name
+print(json.dumps({"modules": names, "first_with_torch": first}))
+"""
+
+
+def _fresh_env(*path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([*map(str, path), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+
+
+def test_the_orchestration_imports_no_torch():
+    probe = subprocess.run(
+        [sys.executable, "-c", _ORCHESTRATION_PROBE],
+        cwd=REPO,
+        env=_fresh_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    found = json.loads(probe.stdout.splitlines()[-1])
+    assert {"runner.sweep.sweeper", "runner.sweep.status", "runner.sweep.verdict"} <= set(found["modules"])
+    assert found["first_with_torch"] is None, f"importing {found['first_with_torch']} loaded torch"
+
+
+def test_the_status_command_runs_where_torch_cannot_be_imported(tmp_path):
+    blocker = tmp_path / "no-torch"
+    blocker.mkdir()
+    (blocker / "torch.py").write_text('raise ImportError("torch is not importable here")\n')
+    sweep = tmp_path / "results" / "demo"
+    cell = sweep / "digits-resnet18" / "sgd-constant" / "seed=0"
+    cell.mkdir(parents=True)
+    (cell / "metrics.csv").write_text("epoch,stage,batch_size,train_error,test_error,wall_time_s\n1,0,32,9.5,8.0,2.5\n")
+    (cell / "result.json").write_text(
+        json.dumps({"status": "completed", "test_error": 8.0, "train_error": 9.5, "epochs": 1, "wall_time_s": 2.5})
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "runner.sweep.status", str(sweep)],
+        cwd=tmp_path,
+        env=_fresh_env(blocker),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "completed" in result.stdout and "1/1" in result.stdout, result.stdout

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..io import atomic_torch_save
 from .common import DatasetUnavailableError, check_split, data_root, dataset_name, setting
 
 FOLDER = "tiny-imagenet-200"
@@ -124,5 +123,7 @@ def load_tiny_imagenet(dataset_cfg: Mapping[str, Any], split: str) -> tuple[torc
     images = torch.from_numpy(pixels)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     if cache is not None:
+        from runner.training.checkpoint import atomic_torch_save  # the checkpoints' atomic torch.save
+
         atomic_torch_save(cache, {"images": images, "labels": labels})
     return images, labels

@@ -19,7 +19,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import data
 from runner.sweep import cell_state
 from runner.sweep.validate import KEYS, ConfigError, validate
 from runner.sweep.value_checks import added_key_problems
@@ -58,6 +57,8 @@ class Preflight(Callback):
         verdict = decide(run_dir, task)
         if verdict.action == REFUSE:
             _fail(verdict.reason.splitlines(), 2)
+        from runner import data  # the data layer (and torch) once the config is known to be good
+
         try:
             data.prepare(task.dataset)
         except data.DatasetUnavailableError as error:

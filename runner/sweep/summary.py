@@ -43,7 +43,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.folder import OUTCOMES_DIR, SUMMARY_FILE
 from runner.io import atomic_write_json, read_json
-from runner.training.distributed import env_rank
 
 # Set in the job process by `SweepSummary.on_job_start` for the job now running:
 # where `record_outcome` writes, and whether it already did.
@@ -59,10 +58,17 @@ def record_outcome(outcome: dict[str, Any]) -> None:
     right after; keyed by job number, so a requeued job overwrites its own.
     """
     job = _current_job
-    if job is None or env_rank() != 0:
+    if job is None or _rank() != 0:
         return
     _write_outcome(job, {**job["cell"], **outcome})
     job["recorded"] = True
+
+
+def _rank() -> int:
+    """This process's rank in its cell (runner.training.distributed), asked only in a job, which trains anyway."""
+    from runner.training.distributed import env_rank
+
+    return env_rank()
 
 
 def _write_outcome(job: dict[str, Any], outcome: dict[str, Any]) -> None:
@@ -245,7 +251,7 @@ class SweepSummary(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _current_job
         # Only multirun jobs carry a sweep id; of a DDP cell's ranks, rank 0 speaks.
-        if self.sweep_id is None or env_rank() != 0:
+        if self.sweep_id is None or _rank() != 0:
             return
         _current_job = {
             "sweep_dir": str(config.hydra.sweep.dir),

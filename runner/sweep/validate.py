@@ -10,22 +10,18 @@ reach a constructor or an allocation are bounded here and in runner/sweep/value_
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import data
-from runner.models.vit import ARCHITECTURES as VIT_ARCHITECTURES
-from runner.models.wide_resnet import INITS as WRN_INITS
 from runner.sweep import options, registry, value_checks
-from runner.training.schedule import LR_POLICIES
-from runner.training.steps import PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -96,13 +92,25 @@ def one_of(*choices: Any) -> Check:
     return check
 
 
-def registered(registry: Mapping[str, Any]) -> Check:
-    """A name of a registry, read when checked: what extensions registered counts (runner.sweep.registry)."""
+def registered(names: Collection[str] | Callable[[], Collection[str]]) -> Check:
+    """A name of a registry (or a tuple of names), read when checked: what extensions registered counts
+    (runner.sweep.registry). A callable is asked at each check, so its module is imported only then."""
 
     def check(value: Any) -> str | None:
-        return None if isinstance(value, str) and value in registry else f"must be one of {', '.join(registry)}"
+        known = names() if callable(names) else names
+        return None if isinstance(value, str) and value in known else f"must be one of {', '.join(known)}"
 
     return check
+
+
+def _imported(module: str, name: str) -> Callable[[], Any]:
+    """`module.name`, imported at the first check: the names the training side defines (datasets, models,
+    precisions) stay where they are used, and importing this module imports no torch."""
+
+    def get() -> Any:
+        return getattr(importlib.import_module(module), name)
+
+    return get
 
 
 def optional(inner: Check) -> Check:
@@ -200,7 +208,7 @@ KEYS: dict[str, Key] = {
     "sam.adaptive": Key(boolean),
     "sam.eta": Key(number(0)),
     "device": Key(device_name),
-    "precision": Key(one_of(*PRECISIONS)),
+    "precision": Key(registered(_imported("runner.training.steps", "PRECISIONS"))),
     "channels_last": Key(one_of("auto", True, False)),
     "compile": Key(boolean),
     "cpu_threads": Key(optional(integer(1))),
@@ -209,7 +217,7 @@ KEYS: dict[str, Key] = {
     "keep_checkpoint": Key(boolean),
     "progress": Key(boolean),
     # dataset/
-    "dataset.name": Key(registered(data.DATASETS)),
+    "dataset.name": Key(registered(_imported("runner.data", "DATASETS"))),
     "dataset.root": Key(folder_path),
     "dataset.download": Key(boolean),
     "dataset.num_classes": Key(integer(2, MAX_CLASSES)),
@@ -219,20 +227,20 @@ KEYS: dict[str, Key] = {
     "dataset.test_size": Key(integer(1, MAX_EXAMPLES)),
     "dataset.mean": Key(numbers()),
     "dataset.std": Key(numbers(positive=True)),
-    "dataset.augment": Key(one_of(*data.AUGMENTATIONS)),
-    "dataset.crop": Key(one_of(*data.CROPS), required=False),
+    "dataset.augment": Key(registered(_imported("runner.data", "AUGMENTATIONS"))),
+    "dataset.crop": Key(registered(_imported("runner.data", "CROPS")), required=False),
     # Optional settings a loader reads when given: the CIFAR md5 check (off for a modified
     # copy) and Tiny-ImageNet's decoded-tensor cache folder.
     "dataset.verify_checksums": Key(boolean, required=False),
     "dataset.cache_dir": Key(optional(folder_path), required=False),
-    "dataset.loader": Key(one_of(*data.LOADERS)),
+    "dataset.loader": Key(registered(_imported("runner.data", "LOADERS"))),
     "dataset.num_workers": Key(integer(0)),
     # model/
     "model.name": Key(text),
     "model.width": Key(integer(1), required=False),
     "model.drop_path_rate": Key(number(0, 1, open_high=True), required=False),
-    "model.init": Key(one_of(*WRN_INITS), required=False),
-    "model.architecture": Key(one_of(*VIT_ARCHITECTURES), required=False),
+    "model.init": Key(registered(_imported("runner.models.wide_resnet", "INITS")), required=False),
+    "model.architecture": Key(registered(_imported("runner.models.vit", "ARCHITECTURES")), required=False),
     # optimizer/
     "optimizer.name": Key(text),  # one of the optimizer/ options (checked with the config sources)
     "optimizer.lr": Key(number(0, open_low=True)),
@@ -244,7 +252,7 @@ KEYS: dict[str, Key] = {
     "optimizer.exact_restore": Key(boolean, required=False),
     # schedule/
     "schedule.name": Key(text),  # one of the schedule/ options (checked with the config sources)
-    "schedule.lr_policy": Key(registered(LR_POLICIES)),
+    "schedule.lr_policy": Key(registered(_imported("runner.training.schedule", "LR_POLICIES"))),
     "schedule.min_lr_ratio": Key(number(0, 1)),
     "schedule.warmup_epochs": Key(integer(0)),
     "schedule.warmup_start_ratio": Key(number(0, 1, open_low=True)),
@@ -393,6 +401,7 @@ def _path_problems(cfg: DictConfig, bad: set[str]) -> list[str]:
 
 def _cross_key_problems(cfg: DictConfig, bad: set[str], check_environment: bool, workers: int) -> list[str]:
     import sharpness
+    from runner import data
     from runner.models import model_problems
 
     found = _stage_problems(cfg, bad, workers)
@@ -484,6 +493,8 @@ def validate(cfg: DictConfig, *, check_environment: bool = True, workers: int | 
     """Raise `ConfigError` listing every problem, including missing data, before any work starts."""
     found = problems(cfg, check_environment=check_environment, workers=workers)
     if not found:
+        from runner import data
+
         try:
             data.check_available(cfg.dataset)
         except (FileNotFoundError, ValueError) as error:

@@ -30,14 +30,14 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from runner.folder import CHECKPOINT_FILE, MODEL_FILE
-from runner.io import atomic_torch_save
+from runner.io import atomic_write
 from runner.sweep.cell_state import set_aside
 from sharpness.model_state import unwrap  # one copy, in the library; the runner may import it
 
@@ -69,6 +69,48 @@ class Progress:
     wall_time_s: float = 0.0
     metrics: list[dict[str, Any]] = field(default_factory=list)
     epoch_in_progress: list[dict[str, Any]] | None = None
+
+
+class _Recording:
+    """A file handle that keeps the OSError of a failed write: torch's zip writer reports a full disk
+    as `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`, naming neither."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _torch_save(obj: Any, handle: IO[bytes], path: Path) -> None:
+    recording = _Recording(handle)
+    try:
+        torch.save(obj, recording)
+        handle.flush()
+    except OSError as error:
+        error.filename = error.filename or str(path)
+        raise
+    except RuntimeError:
+        if recording.error is None:
+            raise
+        raise OSError(recording.error.errno, recording.error.strerror, str(path)) from None
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """`torch.save` through a temporary file, for checkpoints that must survive a kill.
+
+    A write the disk refuses (full, over quota, over the file size limit) raises
+    OSError naming `path` and the reason, not torch's zip writer's message.
+    """
+    atomic_write(path, lambda handle: _torch_save(obj, handle, Path(path)))
 
 
 def _rng_states() -> dict[str, Any]:
