@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,6 @@ def is_finished(record: dict[str, Any] | None) -> bool:
 
 SET_ASIDE_MARK = ".corrupt-"  # <name>.corrupt-<UTC time>[-<n>]: a damaged file kept for inspection
 SET_ASIDE_STAMP = "%Y%m%dT%H%M%SZ"
-SET_ASIDE = re.compile(r"^(?P<name>.+)\.corrupt-\d{8}T\d{6}Z(-\d+)?$")
 
 
 def set_aside_name(name: str, stamp: str, counter: int = 0) -> str:

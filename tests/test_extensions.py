@@ -24,7 +24,7 @@ from conftest import QUICK, REPO, launch
 from analysis.names import cell_order, optimizer_order, schedule_order
 from runner.sweep import registry
 from runner.sweep.lock import CellLock
-from runner.sweep.options import declared_names, group_options
+from runner.sweep.options import CONF_ENTRY_POINTS, declared_names, group_options
 
 EXAMPLE = REPO / "examples" / "sam_sweeps_example"
 
@@ -88,7 +88,7 @@ def example_sweep(example_site, tmp_path_factory) -> Path:
 def test_the_example_declares_one_of_each_kind_as_installed_entry_points(example_site):
     (dist,) = example_site.glob("sam_sweeps_example-*.dist-info")
     declared = (dist / "entry_points.txt").read_text()
-    for group in [*registry.ENTRY_POINT_GROUPS, registry.CONF_GROUP]:
+    for group in [*registry.ENTRY_POINT_GROUPS, CONF_ENTRY_POINTS]:
         assert f"[{group}]" in declared
     # its options are YAML data inside the installed package: finding them imports no code of it
     # but the packages' (empty) __init__ modules, and registers nothing

@@ -36,10 +36,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from runner.sweep.options import CONF_ENTRY_POINTS
-
 GROUP_PREFIX = "sam_sweeps."
-CONF_GROUP = CONF_ENTRY_POINTS  # entry points naming a package of YAML config groups (runner.sweep.options)
 
 
 class ExtensionError(ValueError):

@@ -25,9 +25,15 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from runner.folder import PLAN_FILE, SEARCH_FILE, read_result
-from runner.io import atomic_write_json
 from runner.sweep import objective as objectives
-from runner.sweep.sweeper import PlannedCell, ValidatingSweeper, _plan_record, _skipped_outcome, _summary_callback
+from runner.sweep.sweeper import (
+    PlannedCell,
+    ValidatingSweeper,
+    _plan_record,
+    _skipped_outcome,
+    _summary_callback,
+    _write_quietly,
+)
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'sam-sweeps[optuna]'"
@@ -248,10 +254,3 @@ def _refuse(errors: list[str]) -> None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _write_quietly(path: Path, record: dict[str, Any]) -> None:
-    try:
-        atomic_write_json(path, record)
-    except OSError as error:
-        log.warning("could not write %s: %s", path, error)

@@ -269,11 +269,6 @@ def _write_quietly(path: Path, record: dict[str, Any]) -> None:
         log.warning("could not write %s: %s", path, error)
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
 def _ended(results: list[Sequence[JobReturn]]) -> list[JobEnded]:
     """The jobs that ended without returning (runner.sweep.launchers marks them), in job order."""
     return [
