@@ -1,6 +1,6 @@
 """The trials of an Optuna search (`hydra/sweeper=optuna`) and its best configuration, as a table.
 
-The search writes `<sweep dir>/search.json` (runner/search.py): the objective, its
+The search writes `<sweep dir>/search.json` (runner/sweep/search.py): the objective, its
 direction and one entry per trial (parameters, value, state, cell folder). This
 module finds those files below a results folder, reads them as data (anything
 malformed is left out with a note) and builds one table per search: every trial in

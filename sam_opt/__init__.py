@@ -9,7 +9,7 @@ and why the fast path is written as it is.
 
 `OPTIMIZERS` is the registry of the classes a config may name in `optimizer._target_`:
 the two built-in ones under the paths conf/optimizer/ writes, and the variants a user's
-package adds with `register` (through runner.registry's entry points or `plugins=`).
+package adds with `register` (through runner.sweep.registry's entry points or `plugins=`).
 """
 
 from collections.abc import Mapping

@@ -71,7 +71,7 @@ _KINDS: dict[str, Kind] = {
     "hessian_eig": Kind(hessian_top_eigenvalue, {"iterations": 100, "tolerance": 1e-3}, equal_batches=False),
     "hessian_trace": Kind(hessian_trace, {"samples": 100}, equal_batches=False),
 }
-# Read-only; a user's package adds its kinds with `register` (runner.registry loads them).
+# Read-only; a user's package adds its kinds with `register` (runner.sweep.registry loads them).
 KINDS: Mapping[str, Kind] = MappingProxyType(_KINDS)
 
 

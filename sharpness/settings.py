@@ -127,7 +127,7 @@ def config_problems(
     sharpness_cfg: Mapping[str, Any] | DictConfig | None,
     dataset_cfg: Mapping[str, Any] | DictConfig | None = None,
 ) -> list[str]:
-    """One line per problem of the `sharpness` config (empty when it can run); for `runner.validate`.
+    """One line per problem of the `sharpness` config (empty when it can run); for `runner.sweep.validate`.
 
     With `dataset_cfg`, `examples` is also checked against `dataset.train_size`
     / `dataset.test_size`, so a too small dataset fails before any data is loaded.
