@@ -97,8 +97,13 @@ def test_demo_command_line_seeds_replace_the_preset_seeds():
 
 def test_study_is_the_demo_with_more_seeds_in_the_layout_of_its_published_run():
     demo, study = compose_multirun(["experiment=demo"]), compose_multirun(["experiment=digits_study"])
-    for key in ("dataset", "sam", "train", "schedule", "sharpness"):
+    for key in ("dataset", "sam", "schedule", "sharpness"):
         assert study[key] == demo[key], key
+    # The study's committed curves took the gradient norm on 256 examples; nothing else of train differs.
+    assert (study.train.grad_norm_examples, demo.train.grad_norm_examples) == (256, 128)
+    assert {k: v for k, v in study.train.items() if k != "grad_norm_examples"} == {
+        k: v for k, v in demo.train.items() if k != "grad_norm_examples"
+    }
     assert study.model == demo.model
     # The study keeps the lr of its committed run; the demo moved to one whose constant-lr cells settle.
     assert (study.optimizer.lr, demo.optimizer.lr) == (0.1, 0.05)
