@@ -1,0 +1,77 @@
+"""Benchmark: what one training step of the demo's model costs per example, by width, image size and batch.
+
+    .venv/bin/python bench/bench_demo_step.py [--widths 12,10] [--sizes 12,10] [--batches 16,64,128]
+
+At the demo's sizes (ResNet-18 of width ~12 on 12 px digits) a step is not
+all arithmetic: a fixed cost per step (operator dispatch, oneDNN's small
+convolutions) is paid whatever the batch, so a narrower model or a smaller
+image saves less than its FLOPs, and a batch of 16 costs far more per example
+than one of 64. This times forward, backward and an SGD step on random data,
+one thread, channels-last (as the demo on a CPU), every configuration once per
+round with the rounds interleaved, and prints the median CPU time per example
+and its ratio to the first width and size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from runner.models import cifar_resnet18
+
+
+def per_example_seconds(model: torch.nn.Module, size: int, batch: int, examples: int = 1024) -> float:
+    """CPU seconds per example of forward + backward + SGD step at this image size and batch."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    steps = max(3, examples // batch)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    step()  # warm-up: oneDNN builds its kernels for these shapes
+    started = time.process_time()
+    for _ in range(steps):
+        step()
+    return (time.process_time() - started) / (steps * batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", default="12,10")
+    parser.add_argument("--sizes", default="12,10")
+    parser.add_argument("--batches", default="16,64,128")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    widths = [int(w) for w in args.widths.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    models = {w: cifar_resnet18(num_classes=10, width=w).to(memory_format=torch.channels_last) for w in widths}
+    # the reference (first width, first size) and every other width or size alone, not their products
+    configs = [(widths[0], sizes[0])] + [(w, sizes[0]) for w in widths[1:]] + [(widths[0], s) for s in sizes[1:]]
+    times: dict[tuple[int, int, int], list[float]] = {}
+    for _ in range(args.rounds):
+        for width, size in configs:
+            for batch in batches:
+                times.setdefault((width, size, batch), []).append(per_example_seconds(models[width], size, batch))
+    print("| model, image | " + " | ".join(f"batch {b}" for b in batches) + " |")
+    print("|---|" + "---:|" * len(batches))
+    for width, size in configs:
+        cells = []
+        for batch in batches:
+            median = statistics.median(times[(width, size, batch)])
+            reference = statistics.median(times[(widths[0], sizes[0], batch)])
+            cells.append(f"{median * 1e6:.0f} us ({median / reference:.2f})")
+        print(f"| width {width}, {size} px | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
