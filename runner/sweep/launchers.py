@@ -115,7 +115,7 @@ class WaitingLauncherMixin:
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
             arguments.append((list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state()))
-        with _sigint_ignored(self._EXECUTOR == "local"):
+        with _sigint_ignored() if self._EXECUTOR == "local" else contextlib.nullcontext():
             jobs = executor.map_array(self, *zip(*arguments))
         try:
             return [self._wait(job, args[0], args[2]) for job, args in zip(jobs, arguments)]
@@ -143,11 +143,8 @@ class WaitingLauncherMixin:
 
 
 @contextlib.contextmanager
-def _sigint_ignored(active: bool) -> Iterator[None]:
-    """SIGINT ignored while local jobs start, so that their controllers inherit it ignored."""
-    if not active:
-        yield
-        return
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored inside: local jobs started here inherit it ignored, and a second Ctrl-C waits."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
@@ -180,22 +177,24 @@ def _stop_local_jobs(jobs: Sequence[Any]) -> None:
     cleans up; one reached by nothing (the launcher alone was interrupted) gets it
     passed on; a job still alive after STOP_S is cancelled the hard way.
     """
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
-    try:
-        running = lambda: [job for job in jobs if not job.done()]  # noqa: E731
-        deadline = time.monotonic() + SELF_STOP_S
-        while running() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for job in running():
+    with _sigint_ignored():  # a second Ctrl-C must not cut this short
+        _wait_until_done(jobs, SELF_STOP_S)
+        for job in _running(jobs):
             for pid in _descendants(int(job.job_id)):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGINT)
-        deadline = time.monotonic() + STOP_S
-        while running() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for job in running():
+        _wait_until_done(jobs, STOP_S)
+        for job in _running(jobs):
             for pid in [*_descendants(int(job.job_id)), int(job.job_id)]:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+
+
+def _running(jobs: Sequence[Any]) -> list[Any]:
+    return [job for job in jobs if not job.done()]
+
+
+def _wait_until_done(jobs: Sequence[Any], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while _running(jobs) and time.monotonic() < deadline:
+        time.sleep(0.1)
