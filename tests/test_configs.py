@@ -147,3 +147,13 @@ def test_resolved_config_round_trips_through_yaml():
     cfg = compose_with(["experiment=demo", "schedule=batch"])
     text = OmegaConf.to_yaml(cfg, resolve=True)
     assert OmegaConf.to_container(OmegaConf.create(text)) == OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize(("recipe", "mirrors"), [("crop_flip", True), ("crop", False)])
+def test_the_training_loader_mirrors_only_when_the_recipe_does(recipe, mirrors):
+    from runner.training.pipeline import build_pipelines
+
+    cfg = compose_with(["experiment=demo", f"dataset.augment={recipe}"])
+    assert problems(cfg) == []
+    train = build_pipelines(cfg, torch.device("cpu")).train
+    assert train.augment and train.pad == 1 and train.flip is mirrors

@@ -13,6 +13,7 @@ from runner.data import (
     build_transform,
     crop_padding,
     device_can_augment,
+    flips,
     load_tensors,
     loader_problems,
     mixup_cutmix,
@@ -76,6 +77,25 @@ def test_crop_flip_is_a_padded_crop_and_flip():
     assert len(outcomes) > 10  # and it is random
 
 
+def test_crop_is_the_padded_crop_without_the_mirror():
+    images, _ = load_tensors(CFG, "train")
+    cfg = {**CFG, "augment": "crop"}
+    assert [type(s) for s in build_transform(cfg, train=True, augment=True).transforms] == [
+        T.RandomCrop,
+        T.ToTensor,
+        T.Normalize,
+    ]
+    dataset = build_dataset(cfg, "train", augment=True)
+    candidates = normalised(all_crops_and_flips(images[3], pad=2))
+    unflipped = len(candidates) // 2  # the first half of the candidates are the crops, the second their mirrors
+    torch.manual_seed(0)
+    for _ in range(40):
+        distance = (candidates - dataset[3][0]).abs().flatten(1).amax(1)
+        assert distance[:unflipped].min() < 1e-5
+    assert not flips(cfg) and not flips({**CFG, "augment": "none"})
+    assert flips(CFG) and flips({**CFG, "augment": "vit"})
+
+
 def test_crop_padding_is_an_eighth_of_the_size_and_at_least_one_pixel():
     assert [crop_padding(size) for size in (32, 64, 224, 8, 7, 1)] == [4, 8, 28, 1, 1, 1]
     for size in (32, 4):
@@ -131,6 +151,7 @@ def test_the_name_alone_picks_no_crop():
 
 def test_the_device_loader_serves_only_the_padded_crop_flip_or_nothing():
     assert device_can_augment(CFG) and device_can_augment({**CFG, "augment": "none", "crop": "resized"})
+    assert device_can_augment({**CFG, "augment": "crop"}) and not device_can_augment({**CFG, "augment": "crop", "crop": "resized"})
     assert not device_can_augment({**CFG, "augment": "vit"})
     assert not device_can_augment({**CFG, "crop": "resized"})
     device = {**CFG, "loader": "device"}
@@ -143,7 +164,7 @@ def test_the_device_loader_serves_only_the_padded_crop_flip_or_nothing():
 
 
 def test_bad_settings_are_named():
-    with pytest.raises(ValueError, match=r"dataset.augment='autoaug'; valid: \['crop_flip', 'vit', 'none'\]"):
+    with pytest.raises(ValueError, match=r"dataset.augment='autoaug'; valid: \['crop_flip', 'crop', 'vit', 'none'\]"):
         build_transform({**CFG, "augment": "autoaug"}, train=True, augment=True)
     with pytest.raises(ValueError, match=r"dataset.crop='centre'; valid: \['padded', 'resized'\]"):
         build_transform({**CFG, "crop": "centre"}, train=False, augment=False)

@@ -148,6 +148,22 @@ def test_crops_equal_torchvision_pixel_for_pixel() -> None:
     assert len(seen) > 140  # most of the 162 (offset, flip) cases were compared
 
 
+def test_without_the_flip_the_same_crops_are_cut_unmirrored() -> None:
+    """`flip=False` (dataset.augment=crop) cuts the crops a seed cuts with the flip on, none of them mirrored."""
+    images = random_images(200, seed=5)
+    mirrored, plain = loader(images, seed=3), loader(images, seed=3, flip=False)
+    plan = plain.plan(1)
+    position = 0
+    for (with_flip, labels), (without, same_labels) in zip(mirrored.batches(1, 50), plain.batches(1, 50)):
+        assert torch.equal(labels, same_labels)
+        for a, b, label in zip(with_flip, without, labels):
+            top, left = int(plan.tops[position]), int(plan.lefts[position])
+            assert torch.equal(b, reference(images[int(label)], top, left, flipped=False))
+            assert torch.equal(a, b.flip(-1) if plan.flips[position] else b)
+            position += 1
+    assert 0 < int(plan.flips.sum()) < len(images)  # both kinds were compared
+
+
 def test_evaluation_batches_equal_normalize_to_tensor_in_order() -> None:
     images = random_images(70, seed=2)
     data = loader(images, augment=False)

@@ -14,7 +14,8 @@
 - The registries the configs and validation read: `DATASETS` (`dataset.name`),
   `AUGMENTATIONS` (`dataset.augment`), `CROPS` (`dataset.crop`), `LOADERS`
   (`dataset.loader`); `loader_problems(dataset_cfg)` checks the loader against
-  the dataset, `crop_padding(image_size)` is the random crop's padding.
+  the dataset, `crop_padding(image_size)` is the random crop's padding and
+  `flips(dataset_cfg)` whether the recipe mirrors images.
 """
 
 from .api import (
@@ -32,7 +33,7 @@ from .common import DatasetUnavailableError
 from .loader import SeededBatchSampler, SeededLoader, build_loader, epoch_generator
 from .measure_stats import AUTHORS_MEASURE_STATS, measure_dataset_cfg, measure_subset
 from .memory import InMemoryImages
-from .transforms import AUGMENTATIONS, CROPS, build_transform, crop_padding, device_can_augment, mixup_cutmix
+from .transforms import AUGMENTATIONS, CROPS, build_transform, crop_padding, device_can_augment, flips, mixup_cutmix
 
 __all__ = [
     "AUTHORS_MEASURE_STATS",
@@ -53,6 +54,7 @@ __all__ = [
     "device_can_augment",
     "prepare",
     "epoch_generator",
+    "flips",
     "is_in_memory",
     "load_tensors",
     "loader_problems",

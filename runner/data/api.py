@@ -90,7 +90,7 @@ def loader_problems(dataset_cfg: Mapping[str, Any]) -> list[str]:
     if not device_can_augment(dataset_cfg):
         return [
             f"dataset.loader=device cannot apply dataset.augment={augmentation(dataset_cfg)} with "
-            f"dataset.crop={cropping(dataset_cfg)} (it does crop_flip with the padded crop, or none); "
+            f"dataset.crop={cropping(dataset_cfg)} (it does crop_flip or crop with the padded crop, or none); "
             f"use dataset.loader=torchvision"
         ]
     return []

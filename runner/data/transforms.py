@@ -3,7 +3,8 @@
 Two keys of the dataset config choose the training transform, never its name:
 
 - `dataset.augment`, the recipe: `crop_flip` (a random crop + horizontal
-  flip, the CNN recipe of the paper), `vit` (crop_flip + AutoAugment with
+  flip, the CNN recipe of the paper), `crop` (the random crop alone, for
+  images a mirror changes the meaning of, such as digits), `vit` (crop_flip + AutoAugment with
   grey fill + the authors' RandomErasing, the per-image half of their ViT recipe;
   mixup/cutmix (`mixup_cutmix`) and repeated augmentation
   (`runner.data.loader`) are the batch-level half) or `none`;
@@ -15,8 +16,8 @@ Two keys of the dataset config choose the training transform, never its name:
   centre crop; AutoAugment with the ImageNet policy). Absent, it is `padded`.
 
 Every recipe ends with ToTensor and per-channel Normalize; test transforms
-never augment. `runner.training.device_loader` implements `crop_flip` with the padded
-crop on the device; `device_can_augment` says whether a dataset's recipe is that.
+never augment. `runner.training.device_loader` implements `crop_flip` and `crop` with
+the padded crop on the device; `device_can_augment` says whether a dataset's recipe is that.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     from timm.data import Mixup
     from torchvision import transforms as T
 
-AUGMENTATIONS = ("crop_flip", "vit", "none")
+AUGMENTATIONS = ("crop_flip", "crop", "vit", "none")
+# The recipes that mirror images: all but `crop` (and `none`).
+FLIPPING = ("crop_flip", "vit")
 # mixup/cutmix settings of the ViT recipe, the authors' (main_ViT.py: both alphas 1.0, a batch mixed
 # with probability 0.5, then cutmix or mixup with equal chance; label smoothing 0.1)
 MIXUP_DEFAULTS = {
@@ -106,10 +109,15 @@ def cropping(dataset_cfg: Mapping[str, Any]) -> str:
     return name
 
 
+def flips(dataset_cfg: Mapping[str, Any]) -> bool:
+    """Whether the training recipe mirrors images (every recipe but `crop` and `none`)."""
+    return augmentation(dataset_cfg) in FLIPPING
+
+
 def device_can_augment(dataset_cfg: Mapping[str, Any]) -> bool:
-    """Whether `runner.training.device_loader` applies this dataset's training recipe: none, or crop_flip padded."""
+    """Whether `runner.training.device_loader` applies this dataset's training recipe: none, or crop(_flip) padded."""
     recipe = augmentation(dataset_cfg)
-    return recipe == "none" or (recipe == "crop_flip" and cropping(dataset_cfg) == "padded")
+    return recipe == "none" or (recipe in ("crop_flip", "crop") and cropping(dataset_cfg) == "padded")
 
 
 def _to_normalised_tensor(dataset_cfg: Mapping[str, Any]) -> list:
@@ -128,7 +136,7 @@ def build_transform(dataset_cfg: Mapping[str, Any], train: bool, augment: bool) 
     if recipe == "none":
         steps = cut.plain(T, size)
     else:
-        steps = [*cut.random(T, size), T.RandomHorizontalFlip()]
+        steps = [*cut.random(T, size), *([T.RandomHorizontalFlip()] if recipe in FLIPPING else [])]
     if recipe == "vit":
         steps.append(T.AutoAugment(T.AutoAugmentPolicy[cut.autoaugment], fill=list(AUTOAUGMENT_FILL)))
     steps += _to_normalised_tensor(dataset_cfg)

@@ -94,6 +94,7 @@ def example_batches(
             std=channel_stats(dataset_cfg, "std"),
             augment=augment,
             pad=data.crop_padding(int(dataset_cfg["image_size"])),  # the training crop's padding
+            flip=data.flips(dataset_cfg),
             device=device,
             seed=seed,
             shuffle=False,

@@ -62,7 +62,9 @@ def augmentation_generator(seed: int, epoch: int, device: torch.device) -> torch
 class DeviceLoader:
     """Batches of normalised, augmented images cut on the device from one uint8 tensor.
 
-    `augment` turns on random crop (zero padding `pad`) and horizontal flip.
+    `augment` turns on random crop (zero padding `pad`) and, unless `flip` is
+    off, horizontal flip. The flips are drawn either way, so a seed cuts the
+    same crops with and without them.
     `shuffle` defaults to `augment` and `drop_last` to `shuffle`: a training set
     is shuffled and drops its last partial batch (the protocol), an evaluation
     set is read in order and keeps it. Pass them explicitly to train without
@@ -78,6 +80,7 @@ class DeviceLoader:
         std: Sequence[float],
         augment: bool,
         pad: int = 4,
+        flip: bool = True,
         device: torch.device | str = "cpu",
         seed: int = 0,
         shuffle: bool | None = None,
@@ -102,6 +105,7 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.augment = bool(augment)
         self.pad = int(pad) if self.augment else 0
+        self.flip = bool(flip)
         self.seed = int(seed)
         self.shuffle = self.augment if shuffle is None else bool(shuffle)
         self.drop_last = self.shuffle if drop_last is None else bool(drop_last)
@@ -179,8 +183,9 @@ class DeviceLoader:
             index = plan.order[begin:end]
             # Advanced indexing on dims 0, 2, 3 of the window view: B×C×H×W, each example its own window.
             pixels = self._windows[index, :, plan.tops[begin:end], plan.lefts[begin:end]]
-            flip = plan.flips[begin:end].view(-1, 1, 1, 1)
-            pixels = torch.where(flip, pixels.flip(3), pixels)
+            if self.flip:
+                mirrored = plan.flips[begin:end].view(-1, 1, 1, 1)
+                pixels = torch.where(mirrored, pixels.flip(3), pixels)
             labels = self.labels.index_select(0, index)
         return self._normalise(pixels), labels
 

@@ -88,6 +88,7 @@ def _device_pipelines(
         train_y,
         augment=str(dataset_cfg.augment) != "none",
         pad=data.crop_padding(int(dataset_cfg.image_size)),
+        flip=data.flips(dataset_cfg),
         seed=int(cfg.seed),
         shuffle=True,
         drop_last=True,
