@@ -86,7 +86,7 @@ def test_demo_records_the_gradient_norm_cheaply_and_trains_on_upsampled_digits()
     cfg = compose_multirun(["experiment=demo"])
     assert 0 < cfg.train.grad_norm_examples <= 512 < cfg.dataset.train_size
     assert cfg.dataset.name == "digits" and cfg.dataset.image_size == 12
-    assert cfg.model.width == 12 and cfg.optimizer.lr == 0.05
+    assert cfg.model.width == 12 and cfg.optimizer.lr == 0.02 and cfg.dataset.augment == "crop"
 
 
 def test_demo_command_line_seeds_replace_the_preset_seeds():
@@ -97,8 +97,14 @@ def test_demo_command_line_seeds_replace_the_preset_seeds():
 
 def test_study_is_the_demo_with_more_seeds_in_the_layout_of_its_published_run():
     demo, study = compose_multirun(["experiment=demo"]), compose_multirun(["experiment=digits_study"])
-    for key in ("dataset", "sam", "schedule", "sharpness"):
+    for key in ("sam", "schedule", "sharpness"):
         assert study[key] == demo[key], key
+    # The demo crops without mirroring (a mirrored digit is another glyph); the study keeps the
+    # paper's crop + flip of its committed run. Nothing else of the data differs.
+    assert (study.dataset.augment, demo.dataset.augment) == ("crop_flip", "crop")
+    assert {k: v for k, v in study.dataset.items() if k != "augment"} == {
+        k: v for k, v in demo.dataset.items() if k != "augment"
+    }
     # The study's committed curves took the gradient norm on 256 examples; nothing else of train differs.
     assert (study.train.grad_norm_examples, demo.train.grad_norm_examples) == (256, 128)
     assert {k: v for k, v in study.train.items() if k != "grad_norm_examples"} == {
@@ -106,7 +112,7 @@ def test_study_is_the_demo_with_more_seeds_in_the_layout_of_its_published_run():
     }
     assert study.model == demo.model
     # The study keeps the lr of its committed run; the demo moved to one whose constant-lr cells settle.
-    assert (study.optimizer.lr, demo.optimizer.lr) == (0.1, 0.05)
+    assert (study.optimizer.lr, demo.optimizer.lr) == (0.1, 0.02)
     assert {k: v for k, v in study.optimizer.items() if k != "lr"} == {
         k: v for k, v in demo.optimizer.items() if k != "lr"
     }
