@@ -8,8 +8,8 @@ difference of two rates), and the mean over n seeds by that divided by sqrt(n).
 A mean difference smaller than two of those standard errors, or than one test
 image (100 / N points), is no evidence either way: the claim is *unresolved*,
 counted neither as holding nor as failing, and the table says what effect the
-run could have resolved. On the demo (359 test images, 1-3 % test error, two
-seeds) that is about 1.4 points, larger than most of the paper's own test-error
+run could have resolved. On the demo (359 test images, 0.3-3 % test error, two
+seeds) that is 0.8-1.2 points, larger than most of the paper's own test-error
 effects (0.5-1.8 points): the demo cannot decide them and says so, where
 counting them as failures would report noise as a finding.
 
