@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 AUGMENTATIONS = ("crop_flip", "crop", "vit", "none")
 # The recipes that mirror images: all but `crop` (and `none`).
 FLIPPING = ("crop_flip", "vit")
+# The recipes `runner.training.device_loader` cuts itself (with the padded crop).
+DEVICE_RECIPES = ("crop_flip", "crop")
 # mixup/cutmix settings of the ViT recipe, the authors' (main_ViT.py: both alphas 1.0, a batch mixed
 # with probability 0.5, then cutmix or mixup with equal chance; label smoothing 0.1)
 MIXUP_DEFAULTS = {
@@ -117,7 +119,7 @@ def flips(dataset_cfg: Mapping[str, Any]) -> bool:
 def device_can_augment(dataset_cfg: Mapping[str, Any]) -> bool:
     """Whether `runner.training.device_loader` applies this dataset's training recipe: none, or crop(_flip) padded."""
     recipe = augmentation(dataset_cfg)
-    return recipe == "none" or (recipe in ("crop_flip", "crop") and cropping(dataset_cfg) == "padded")
+    return recipe == "none" or (recipe in DEVICE_RECIPES and cropping(dataset_cfg) == "padded")
 
 
 def _to_normalised_tensor(dataset_cfg: Mapping[str, Any]) -> list:
@@ -136,7 +138,9 @@ def build_transform(dataset_cfg: Mapping[str, Any], train: bool, augment: bool) 
     if recipe == "none":
         steps = cut.plain(T, size)
     else:
-        steps = [*cut.random(T, size), *([T.RandomHorizontalFlip()] if recipe in FLIPPING else [])]
+        steps = [*cut.random(T, size)]
+        if recipe in FLIPPING:
+            steps.append(T.RandomHorizontalFlip())
     if recipe == "vit":
         steps.append(T.AutoAugment(T.AutoAugmentPolicy[cut.autoaugment], fill=list(AUTOAUGMENT_FILL)))
     steps += _to_normalised_tensor(dataset_cfg)
