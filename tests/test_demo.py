@@ -64,13 +64,19 @@ def control_overrides() -> list[str]:
     return found[0].split()
 
 
-@pytest.mark.parametrize("preset, seeds", [("demo", 2), ("digits_study", 5)])
-def test_preset_sweeps_the_grid_over_its_seeds_on_the_local_launcher(preset, seeds):
+@pytest.mark.parametrize(
+    "preset, seeds, launcher, target",
+    [
+        # one worker per core (joblib's loky pool), each training cell after cell
+        ("demo", 2, "pool", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+        # every cell its own process, as the study's committed run was timed
+        ("digits_study", 5, "local", "hydra_plugins.sam_sweeps.LocalLauncher"),
+    ],
+)
+def test_preset_sweeps_the_grid_over_its_seeds_on_a_local_launcher(preset, seeds, launcher, target):
     cfg = compose_multirun([f"experiment={preset}"])
-    assert cfg.hydra.runtime.choices["hydra/launcher"] == "local"
-    # submitit's local launcher, or the project's subclass of it registered under hydra_plugins.
-    assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
-    assert cfg.hydra.launcher._target_.endswith(".LocalLauncher")
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == launcher
+    assert cfg.hydra.launcher._target_ == target
     assert cfg.experiment_name == preset
     assert cfg.device == "cpu" and cfg.cpu_threads == 1
     jobs = sweep_jobs(cfg)
@@ -87,6 +93,9 @@ def test_demo_records_the_gradient_norm_cheaply_and_trains_on_upsampled_digits()
     assert 0 < cfg.train.grad_norm_examples <= 512 < cfg.dataset.train_size
     assert cfg.dataset.name == "digits" and cfg.dataset.image_size == 12
     assert cfg.model.width == 12 and cfg.optimizer.lr == 0.02 and cfg.dataset.augment == "crop"
+    # one worker per core, each cell's log in its own folder rather than repeated on the terminal
+    assert cfg.hydra.launcher.n_jobs == -1 and str(cfg.hydra.launcher.batch_size) == "1"
+    assert list(cfg.hydra.job_logging.root.handlers) == ["file"]
 
 
 def test_demo_command_line_seeds_replace_the_preset_seeds():
@@ -237,7 +246,7 @@ def test_claim_check_reports_a_reversed_pair_and_an_unconverged_cell():
 
 @pytest.mark.slow
 def test_demo_end_to_end_reproduces_the_sharpness_claims(tmp_path):
-    """`make demo` without its setup step (~10-12 minutes on 2 cores): 18 cells, then the analysis."""
+    """`make demo` without its setup step (8-10 min on 2 fast cores): 18 cells, then the analysis."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SAM_RESULTS_ROOT": str(tmp_path)}
     subprocess.run(
         [sys.executable, str(REPO / "launch.py"), "-m", "experiment=demo"],

@@ -1,0 +1,55 @@
+"""`hydra/launcher=pool`: cells in long-lived worker processes, each worker running cell after cell.
+
+A worker that has already trained a cell must train the next one exactly as a fresh
+process would: no RNG, BatchNorm, optimizer, data or backend state may carry over from
+one cell to the next. Checked with one worker (every cell after the first runs in a
+used process) against the local launcher (every cell its own process), record by record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import FAST, QUICK, launch
+
+CELLS = ["optimizer=sgd,gsam", "schedule=constant,batch", "cpu_threads=1"]
+COMPARED = ("status", "test_error", "test_loss", "train_error", "train_loss", "sharpness", "steps")
+
+
+def records(root: Path) -> dict[str, dict]:
+    """Each cell's result.json below root, by its folder relative to root, without the measures' wall times."""
+    found = {}
+    for path in sorted(root.rglob("result.json")):
+        record = json.loads(path.read_text())
+        for measure in (record.get("sharpness") or {}).values():
+            measure.pop("wall_time_s", None)
+        found[str(path.parent.relative_to(root))] = record
+    return found
+
+
+def test_cells_in_a_used_worker_match_cells_in_their_own_process(tmp_path):
+    pooled = launch(
+        ["-m", *FAST, *CELLS, f"results_root={tmp_path / 'pool'}", "hydra/launcher=pool", "hydra.launcher.n_jobs=1"]
+    )
+    assert pooled.returncode == 0, pooled.stdout + pooled.stderr
+    alone = launch(["-m", *FAST, *CELLS, f"results_root={tmp_path / 'local'}", "hydra/launcher=local"])
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+
+    in_pool, in_own_process = records(tmp_path / "pool"), records(tmp_path / "local")
+    assert len(in_pool) == 4 and in_pool.keys() == in_own_process.keys()
+    for cell, record in in_pool.items():
+        assert record["status"] == "completed", cell
+        assert record["sharpness"], cell  # the measure ran, so its numbers are compared too
+        for key in COMPARED:
+            assert record[key] == in_own_process[cell][key], (
+                f"{cell}: {key} {record[key]} != {in_own_process[cell][key]}"
+            )
+
+
+def test_a_pool_sweep_relaunched_launches_nothing(tmp_path):
+    args = ["-m", *QUICK, "optimizer=sgd,sam", f"results_root={tmp_path}", "hydra/launcher=pool"]
+    first = launch(args)
+    assert first.returncode == 0 and "completed: 2" in first.stdout, first.stdout + first.stderr
+    again = launch(args)
+    assert again.returncode == 0 and "skipped: 2" in again.stdout, again.stdout + again.stderr
