@@ -3,7 +3,7 @@
 #
 #     bash bench/bench_demo_concurrency.sh [cells] [extra overrides ...]
 #
-# The demo puts all 18 cells on two cores at once (the local launcher). Whether that costs
+# `hydra/launcher=local` puts every cell of a sweep on the cores at once. Whether that costs
 # CPU time through cache and context-switch contention, against one cell per core, is what
 # this measures: twelve SGD constant-lr cells of 10 epochs (no sharpness measure), each a
 # single run under /usr/bin/time, first at most 2 at a time, then 12 at once, ROUNDS times (2 unless set) in
