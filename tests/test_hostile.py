@@ -37,6 +37,9 @@ from runner.training.build import build_cell
 # The cheap cell: one epoch of a width-4 ResNet-18 on synthetic images, no measure.
 T = ["dataset=synthetic", "model.width=4", "train.epochs=1", "sharpness=none", "device=cpu", "progress=false"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+# Cells that run until interrupted: a tiny synthetic epoch takes a fraction of a second, so a few
+# hundred epochs could end one cell while a loaded machine is still starting the other.
+LONG = "train.epochs=100000"
 
 
 def run(command: list[str], *, prefix: list[str] = (), limit_bytes: int | None = None) -> subprocess.CompletedProcess:
@@ -403,7 +406,7 @@ def test_sharpness_on_a_read_only_tree_refuses_before_measuring(finished, tmp_pa
 
 def test_ctrl_c_of_a_launch_is_one_line(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "launch.py", *T, "train.epochs=200", f"results_root={tmp_path}"],
+        [sys.executable, "launch.py", *T, LONG, f"results_root={tmp_path}"],
         cwd=REPO,
         env=ENV,
         # A shell's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
@@ -435,7 +438,7 @@ def test_ctrl_c_of_a_local_multirun_is_one_line_and_stops_every_cell(tmp_path, r
             "launch.py",
             "-m",
             *T,
-            "train.epochs=200",
+            LONG,
             "seed=0,1",
             "hydra/launcher=local",
             "cpu_threads=1",
