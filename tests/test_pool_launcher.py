@@ -53,3 +53,23 @@ def test_a_pool_sweep_relaunched_launches_nothing(tmp_path):
     assert first.returncode == 0 and "completed: 2" in first.stdout, first.stdout + first.stderr
     again = launch(args)
     assert again.returncode == 0 and "skipped: 2" in again.stdout, again.stdout + again.stderr
+
+
+def test_pool_settings_that_would_fail_or_share_a_process_are_refused_before_anything(tmp_path):
+    """joblib would fail at the first dispatch, or run cells as threads sharing torch's global RNG."""
+    named = {
+        "hydra.launcher.n_jobs=0": "hydra.launcher.n_jobs=0: the pool's worker count is a whole number >= 1",
+        "hydra.launcher.batch_size=0": "hydra.launcher.batch_size='0': cells per dispatch",
+        "hydra.launcher.prefer=threads": "hydra.launcher.prefer='threads': cells must run in processes",
+        "hydra.launcher.require=sharedmem": "hydra.launcher.require='sharedmem': shared memory",
+        "hydra.launcher.backend=threading": "hydra.launcher.backend='threading': the pool runs cells in loky",
+    }
+    root = tmp_path / "results"
+    refused = launch(["-m", *QUICK, "seed=0,1", f"results_root={root}", "hydra/launcher=pool", *named])
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    errors = [line.removeprefix("error: ") for line in refused.stderr.splitlines() if line.startswith("error:")]
+    for setting, line in named.items():
+        assert [e for e in errors if e.startswith(line)], f"{setting} not refused:\n{refused.stderr}"
+    assert errors[-1] == "nothing was launched (5 problem(s) in the sweep's own settings)", refused.stderr
+    assert len(errors) == 6, refused.stderr
+    assert not root.exists(), sorted(root.rglob("*"))

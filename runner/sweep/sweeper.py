@@ -4,7 +4,8 @@ For every cell of a multirun it composes the config, validates it, and works
 out the cell's folder (grid axes + variant, runner.sweep.identity). Then:
 
 - if any cell cannot work, nothing is launched: one `error:` line per bad
-  cell names it and the value, and the command exits with status 2;
+  cell names it and the value, and the command exits with status 2 (so does a
+  pool setting that would fail at the first dispatch, runner.sweep.launcher_checks);
 - cells whose folder already holds a finished run of the same effective config
   (runner.sweep.verdict, which also refuses a folder of another config), cells
   another process is training (a live lock), and cells that two points of the
@@ -35,6 +36,7 @@ from runner.folder import JOB_CANCELLED, JOB_ENDED_EARLY, MULTIRUN_FILE, PLAN_FI
 from runner.io import atomic_write_json
 from runner.sweep import cell_state, identity, live
 from runner.sweep.failures import describe
+from runner.sweep.launcher_checks import launcher_problems
 from runner.sweep.launchers import JobEnded
 from runner.sweep.lock import lock_holder
 from runner.sweep.validate import KEYS, problems
@@ -83,15 +85,14 @@ class ValidatingSweeper(BasicSweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         grid = self.split_arguments(parser.parse_overrides(self._parse_config() + list(arguments)), None)[0]
         cells, errors = self._plan(grid)
+        errors += launcher_problems(self.config)
         errors += cell_state.sweep_problems(Path(str(self.config.hydra.sweep.dir)))
         if errors:
             for line in errors:
                 print(f"error: {line}", file=sys.stderr)
             bad = len({line.partition("]: ")[0] for line in errors if line.startswith("cell [")})
-            print(
-                f"error: nothing was launched ({len(errors)} problem(s) in {bad} of {bad + len(cells)} cells)",
-                file=sys.stderr,
-            )
+            where = f"in {bad} of {bad + len(cells)} cells" if bad else "in the sweep's own settings"
+            print(f"error: nothing was launched ({len(errors)} problem(s) {where})", file=sys.stderr)
             sys.exit(2)
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
