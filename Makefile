@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # The 9-cell grid (SGD/SAM/GSAM x constant/batch/cosine) on scikit-learn's digits, two seeds,
-# every cell its own process (the preset picks the local launcher and the seeds, so
+# trained by one worker process per core (the preset picks the pool launcher and the seeds, so
 # `launch.py -m experiment=demo` alone does the same), then the tables and the claims.
 demo: setup
 	$(PY) launch.py -m experiment=demo
