@@ -1,5 +1,11 @@
-"""The validation layer through `launch.py`: every bad value is one `error:` line naming the key,
-exit status 2, and nothing is written, not even beside a finished cell."""
+"""The validation layer: every bad value is one `error:` line naming the key, exit status 2, and
+nothing is written, not even beside a finished cell.
+
+Every value of the table goes through the check a single run makes before Hydra creates its
+folder (runner.sweep.preflight), in this process; one value of each kind of check goes
+through `launch.py` itself, so the whole path (exit status, stderr, no traceback) is covered
+without starting an interpreter per value.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, launch
+from conftest import QUICK, REPO, launch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+
+from runner.sweep.preflight import Preflight
 
 # (overrides, the key (or text) the one error line must name)
 BAD = [
@@ -87,11 +97,44 @@ def test_the_table_covers_at_least_forty_bad_values():
     assert len(BAD) >= 40
 
 
+def _overrides(bad: str, root: Path) -> list[str]:
+    base = [o for o in QUICK if not (bad.startswith("sharpness") and o == "sharpness=none")]
+    return [*base, *bad.split(), f"results_root={root}"]
+
+
 @pytest.mark.parametrize("overrides, named", BAD, ids=[b[0] for b in BAD])
-def test_a_bad_value_is_one_line_exit_2_and_writes_nothing(finished_root, overrides, named):
+def test_a_bad_value_is_one_line_exit_2_and_writes_nothing(finished_root, overrides, named, capsys):
     before = _snapshot(finished_root)
-    base = [o for o in QUICK if not (overrides.startswith("sharpness") and o == "sharpness=none")]
-    result = launch([*base, *overrides.split(), f"results_root={finished_root}"])
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        config = compose("config", overrides=_overrides(overrides, finished_root), return_hydra_config=True)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            Preflight().on_run_start(config)
+    finally:
+        HydraConfig.instance().cfg = None  # the check sets it, as Hydra would; no other test may see it
+    assert stopped.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and named in error_lines[0], error_lines
+    assert _snapshot(finished_root) == before
+
+
+# One value per kind of check: a key's own range, keys checked together, a constructor's target, the
+# data on disk, the sharpness measure's settings, an optimizer's key that its optimizer does not read.
+THROUGH_LAUNCH = [
+    "seed=-1",
+    "train.batch_size=1000",
+    "optimizer.base._target_=os.system",
+    "dataset=cifar10 dataset.download=false data_dir=/nonexistent/data",
+    "sharpness.worst_linf.rho=-1",
+    "optimizer=sgd optimizer.rho=0.1",
+]
+
+
+@pytest.mark.parametrize("overrides", THROUGH_LAUNCH)
+def test_a_bad_value_through_launch_is_one_line_exit_2_and_writes_nothing(finished_root, overrides):
+    named = dict(BAD)[overrides]
+    before = _snapshot(finished_root)
+    result = launch(_overrides(overrides, finished_root))
     assert result.returncode == 2, result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and named in error_lines[0], result.stderr
