@@ -59,3 +59,17 @@ def results_root(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     root.mkdir()
     return root
+
+
+# The files that take longest (each several minutes on two cores), started first: with the test
+# files spread over processes (`make test`), a long file picked up last would leave the other
+# processes idle until it ends.
+LONGEST_FIRST = ("test_hostile.py", "test_slurm.py", "test_runner.py", "test_sweeps.py", "test_extensions.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside a file, and of the other files, is kept
