@@ -9,9 +9,15 @@ used process) against the local launcher (every cell its own process), record by
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from conftest import FAST, QUICK, launch
+import pytest
+from conftest import FAST, QUICK, REPO, launch
 
 CELLS = ["optimizer=sgd,gsam", "schedule=constant,batch", "cpu_threads=1"]
 COMPARED = ("status", "test_error", "test_loss", "train_error", "train_loss", "sharpness", "steps")
@@ -73,3 +79,50 @@ def test_pool_settings_that_would_fail_or_share_a_process_are_refused_before_any
     assert errors[-1] == "nothing was launched (5 problem(s) in the sweep's own settings)", refused.stderr
     assert len(errors) == 6, refused.stderr
     assert not root.exists(), sorted(root.rglob("*"))
+
+
+def _live_members(group: int) -> list[str]:
+    """Processes of a process group that still run (exited ones waiting for init to reap them do not)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # ended while being read
+            continue
+        state, process_group = fields[0], int(fields[2])
+        if process_group == group and state != "Z":
+            found.append(stat.parent.name)
+    return found
+
+
+@pytest.mark.parametrize("reaches", ["group", "launcher"])
+def test_ctrl_c_of_a_pool_sweep_is_one_line_and_stops_every_worker(tmp_path, reaches):
+    """As with a process per cell: status 130, one line, no traceback, no worker left, no cell finished."""
+    process = subprocess.Popen(
+        [sys.executable, "launch.py", "-m", *QUICK, "train.epochs=100000", "seed=0,1,2"]
+        + ["hydra/launcher=pool", "cpu_threads=1", f"results_root={tmp_path}"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"},
+        start_new_session=True,  # its own group, as a terminal's foreground job; SIGINT at its default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while len(list(tmp_path.rglob("metrics.csv"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(list(tmp_path.rglob("metrics.csv"))) == 2, "the workers never reached their cells' first epoch"
+    if reaches == "group":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
+    assert process.returncode == 130, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("interrupted:")], err[-2000:]
+    deadline = time.time() + 10
+    while _live_members(process.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _live_members(process.pid), "a worker outlived the interrupted sweep"
+    assert not list(tmp_path.rglob("result.json")), "an interrupted cell must stay unfinished, to resume"
