@@ -1,6 +1,6 @@
 """Benchmark: what one training step of the demo's model costs per example, by width, image size and batch.
 
-    .venv/bin/python bench/bench_demo_step.py [--widths 12,10] [--sizes 12,10] [--batches 16,64,128]
+    .venv/bin/python bench/bench_demo_step.py [--widths 12,10] [--sizes 12,10] [--batches 16,64,128] [--compile]
 
 At the demo's sizes (ResNet-18 of width ~12 on 12 px digits) a step is not
 all arithmetic: a fixed cost per step (operator dispatch, oneDNN's small
@@ -9,7 +9,9 @@ image saves less than its FLOPs, and a batch of 16 costs far more per example
 than one of 64. This times forward, backward and an SGD step on random data,
 one thread, channels-last (as the demo on a CPU), every configuration once per
 round with the rounds interleaved, and prints the median CPU time per example
-and its ratio to the first width and size.
+and its ratio to the first width and size. `--compile` adds the first width and size
+under `torch.compile` (inductor; its compilation, once per batch shape, is in the warm-up
+step and not timed).
 """
 
 from __future__ import annotations
@@ -48,29 +50,37 @@ def main() -> None:
     parser.add_argument("--sizes", default="12,10")
     parser.add_argument("--batches", default="16,64,128")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time the first width and size compiled")
     args = parser.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    models = {w: cifar_resnet18(num_classes=10, width=w).to(memory_format=torch.channels_last) for w in widths}
+    models = {(w, False): cifar_resnet18(num_classes=10, width=w).to(memory_format=torch.channels_last) for w in widths}
     # the reference (first width, first size) and every other width or size alone, not their products
-    configs = [(widths[0], sizes[0])] + [(w, sizes[0]) for w in widths[1:]] + [(widths[0], s) for s in sizes[1:]]
-    times: dict[tuple[int, int, int], list[float]] = {}
+    configs = [(widths[0], sizes[0], False)] + [(w, sizes[0], False) for w in widths[1:]]
+    configs += [(widths[0], s, False) for s in sizes[1:]]
+    if args.compile:
+        reference = cifar_resnet18(num_classes=10, width=widths[0]).to(memory_format=torch.channels_last)
+        models[(widths[0], True)] = torch.compile(reference)
+        configs.append((widths[0], sizes[0], True))
+    times: dict[tuple[int, int, bool, int], list[float]] = {}
     for _ in range(args.rounds):
-        for width, size in configs:
+        for width, size, compiled in configs:
             for batch in batches:
-                times.setdefault((width, size, batch), []).append(per_example_seconds(models[width], size, batch))
+                seconds = per_example_seconds(models[(width, compiled)], size, batch)
+                times.setdefault((width, size, compiled, batch), []).append(seconds)
     print("| model, image | " + " | ".join(f"batch {b}" for b in batches) + " |")
     print("|---|" + "---:|" * len(batches))
-    for width, size in configs:
+    for width, size, compiled in configs:
         cells = []
         for batch in batches:
-            median = statistics.median(times[(width, size, batch)])
-            reference = statistics.median(times[(widths[0], sizes[0], batch)])
+            median = statistics.median(times[(width, size, compiled, batch)])
+            reference = statistics.median(times[(widths[0], sizes[0], False, batch)])
             cells.append(f"{median * 1e6:.0f} us ({median / reference:.2f})")
-        print(f"| width {width}, {size} px | " + " | ".join(cells) + " |")
+        label = f"width {width}, {size} px" + (", torch.compile" if compiled else "")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
