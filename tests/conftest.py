@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order inside a file, and of the other files, is kept
+
+
+def interrupt_sweep(args: list[str], results: Path, reaches: str) -> tuple[subprocess.Popen, str]:
+    """Start `launch.py -m ARGS` as a terminal's foreground job, and Ctrl-C it once two cells are training.
+
+    `reaches="group"` signals the whole process group, as a terminal's Ctrl-C does; `"launcher"` only
+    the launching process, as `kill -INT PID` does. Returns the ended process and its stderr, after
+    checking that it ended as an interrupted command must: status 130, an `interrupted:` line, and
+    no traceback.
+    """
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), "-m", *args, f"results_root={results}"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"},
+        start_new_session=True,  # its own group, as a terminal's foreground job; SIGINT at its default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300  # a loaded machine may take minutes to start both cells
+    while len(list(results.rglob("metrics.csv"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    if len(list(results.rglob("metrics.csv"))) < 2:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise AssertionError("the cells never reached their first epoch")
+    if reaches == "group":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
+    assert process.returncode == 130, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("interrupted:")], err[-2000:]
+    return process, err

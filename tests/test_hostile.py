@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, REPO, launch
+from conftest import QUICK, REPO, interrupt_sweep, launch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -432,38 +432,8 @@ def test_ctrl_c_of_a_local_multirun_is_one_line_and_stops_every_cell(tmp_path, r
 
     Either way: one line and status 130, no controller's traceback, and no process of the sweep left.
     """
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "launch.py",
-            "-m",
-            *T,
-            LONG,
-            "seed=0,1",
-            "hydra/launcher=local",
-            "cpu_threads=1",
-            f"results_root={tmp_path}",
-        ],
-        cwd=REPO,
-        env=ENV,
-        start_new_session=True,  # its own group, as a terminal's foreground job; SIGINT at its default
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while len(list(tmp_path.rglob("metrics.csv"))) < 2 and time.time() < deadline:
-        time.sleep(0.2)
-    assert len(list(tmp_path.rglob("metrics.csv"))) == 2, "the cells never reached their first epoch"
-    if reaches == "group":
-        os.killpg(process.pid, signal.SIGINT)
-    else:
-        process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=180)
-    assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
-    assert process.returncode == 130, err[-2000:]
-    assert [line for line in err.splitlines() if line.startswith("interrupted:")], err[-2000:]
+    sweep = [*T, LONG, "seed=0,1", "hydra/launcher=local", "cpu_threads=1"]
+    process, _ = interrupt_sweep(sweep, tmp_path, reaches)
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):  # controllers and cells all ended with the launcher
         os.killpg(process.pid, 0)

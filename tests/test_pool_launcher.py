@@ -9,15 +9,11 @@ used process) against the local launcher (every cell its own process), record by
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST, QUICK, REPO, launch
+from conftest import FAST, QUICK, interrupt_sweep, launch
 
 CELLS = ["optimizer=sgd,gsam", "schedule=constant,batch", "cpu_threads=1"]
 COMPARED = ("status", "test_error", "test_loss", "train_error", "train_loss", "sharpness", "steps")
@@ -98,29 +94,8 @@ def _live_members(group: int) -> list[str]:
 @pytest.mark.parametrize("reaches", ["group", "launcher"])
 def test_ctrl_c_of_a_pool_sweep_is_one_line_and_stops_every_worker(tmp_path, reaches):
     """As with a process per cell: status 130, one line, no traceback, no worker left, no cell finished."""
-    process = subprocess.Popen(
-        [sys.executable, "launch.py", "-m", *QUICK, "train.epochs=100000", "seed=0,1,2"]
-        + ["hydra/launcher=pool", "cpu_threads=1", f"results_root={tmp_path}"],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"},
-        start_new_session=True,  # its own group, as a terminal's foreground job; SIGINT at its default
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while len(list(tmp_path.rglob("metrics.csv"))) < 2 and time.time() < deadline:
-        time.sleep(0.2)
-    assert len(list(tmp_path.rglob("metrics.csv"))) == 2, "the workers never reached their cells' first epoch"
-    if reaches == "group":
-        os.killpg(process.pid, signal.SIGINT)
-    else:
-        process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=180)
-    assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
-    assert process.returncode == 130, err[-2000:]
-    assert [line for line in err.splitlines() if line.startswith("interrupted:")], err[-2000:]
+    sweep = [*QUICK, "train.epochs=100000", "seed=0,1,2", "hydra/launcher=pool", "cpu_threads=1"]
+    process, _ = interrupt_sweep(sweep, tmp_path, reaches)
     deadline = time.time() + 10
     while _live_members(process.pid) and time.time() < deadline:
         time.sleep(0.2)
