@@ -72,7 +72,7 @@ def test_pool_settings_that_would_fail_or_share_a_process_are_refused_before_any
     errors = [line.removeprefix("error: ") for line in refused.stderr.splitlines() if line.startswith("error:")]
     for setting, line in named.items():
         assert [e for e in errors if e.startswith(line)], f"{setting} not refused:\n{refused.stderr}"
-    assert errors[-1] == "nothing was launched (5 problem(s) in the sweep's own settings)", refused.stderr
+    assert errors[-1] == "nothing was launched (5 problem(s) in the sweep itself, none in its cells)", refused.stderr
     assert len(errors) == 6, refused.stderr
     assert not root.exists(), sorted(root.rglob("*"))
 

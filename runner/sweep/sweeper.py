@@ -91,7 +91,7 @@ class ValidatingSweeper(BasicSweeper):
             for line in errors:
                 print(f"error: {line}", file=sys.stderr)
             bad = len({line.partition("]: ")[0] for line in errors if line.startswith("cell [")})
-            where = f"in {bad} of {bad + len(cells)} cells" if bad else "in the sweep's own settings"
+            where = f"in {bad} of {bad + len(cells)} cells" if bad else "in the sweep itself, none in its cells"
             print(f"error: nothing was launched ({len(errors)} problem(s) {where})", file=sys.stderr)
             sys.exit(2)
 
