@@ -9,7 +9,8 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 # Test files spread over up to four processes (pytest-xdist), a file's tests in one of them, so
 # a module's fixtures are built once; most tests start training processes with one thread each.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
-PYTEST_ARGS ?= -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+SPREAD := -n $(TEST_WORKERS) --dist loadfile
+PYTEST_ARGS ?= -m "not slow" $(SPREAD)
 
 .PHONY: setup demo lint test test-all bench clean
 
@@ -38,7 +39,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-all: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest $(SPREAD)
 
 clean:
 	rm -rf $(VENV) results outputs multirun .pytest_cache

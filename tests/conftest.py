@@ -77,13 +77,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rank)  # stable: the order inside a file, and of the other files, is kept
 
 
-def interrupt_sweep(args: list[str], results: Path, reaches: str) -> tuple[subprocess.Popen, str]:
+def interrupt_sweep(args: list[str], results: Path, reaches: str) -> subprocess.Popen:
     """Start `launch.py -m ARGS` as a terminal's foreground job, and Ctrl-C it once two cells are training.
 
     `reaches="group"` signals the whole process group, as a terminal's Ctrl-C does; `"launcher"` only
-    the launching process, as `kill -INT PID` does. Returns the ended process and its stderr, after
-    checking that it ended as an interrupted command must: status 130, an `interrupted:` line, and
-    no traceback.
+    the launching process, as `kill -INT PID` does. Returns the ended process, after checking that it
+    ended as an interrupted command must: status 130, an `interrupted:` line, and no traceback.
     """
     process = subprocess.Popen(
         [sys.executable, str(REPO / "launch.py"), "-m", *args, f"results_root={results}"],
@@ -109,4 +108,4 @@ def interrupt_sweep(args: list[str], results: Path, reaches: str) -> tuple[subpr
     assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
     assert process.returncode == 130, err[-2000:]
     assert [line for line in err.splitlines() if line.startswith("interrupted:")], err[-2000:]
-    return process, err
+    return process

@@ -433,7 +433,7 @@ def test_ctrl_c_of_a_local_multirun_is_one_line_and_stops_every_cell(tmp_path, r
     Either way: one line and status 130, no controller's traceback, and no process of the sweep left.
     """
     sweep = [*T, LONG, "seed=0,1", "hydra/launcher=local", "cpu_threads=1"]
-    process, _ = interrupt_sweep(sweep, tmp_path, reaches)
+    process = interrupt_sweep(sweep, tmp_path, reaches)
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):  # controllers and cells all ended with the launcher
         os.killpg(process.pid, 0)
