@@ -148,3 +148,17 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file written by `atomic_write_json`."""
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def safe_load_yaml(stream: str | IO[str]) -> Any:
+    """`yaml.safe_load` through libyaml's C parser where PyYAML was built with it.
+
+    The same safe loader (plain data, never objects), about fifteen times faster: a
+    sweep's live view reads every running cell's config.yaml every two seconds, and
+    with the pure-Python parser that took an eighth of a core for a 54-cell sweep
+    (bench/bench_live_poll.py).
+    """
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(stream, Loader=loader)  # noqa: S506 (a safe loader, C or Python)

@@ -562,3 +562,17 @@ def test_a_resumed_cell_does_not_count_the_idle_gap(tmp_path):
     assert running["wall_time_s"] == pytest.approx(13.0, abs=0.01)  # 10 s trained before, 3 s since the resume
     assert running["eta_s"] == pytest.approx(37.0, abs=0.01)  # 4 epochs of 10 s, 3 s of them done
     assert cells[UNFINISHED]["state"] == "unfinished" and cells[UNFINISHED]["eta_s"] is None
+
+
+def test_a_rewritten_config_is_read_again_and_an_object_tag_is_refused(tmp_path):
+    """The live view caches each config.yaml it parses; a new version of the file is parsed afresh."""
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    config = cell / "config.yaml"
+    config.write_text("train:\n  epochs: 40\n", encoding="utf-8")
+    assert st.total_epochs(cell, None) == 40
+    config.write_text("train:\n  epochs: 7\n  batch_size: 64\n", encoding="utf-8")
+    assert st.total_epochs(cell, None) == 7
+    # A file from elsewhere is data: a tag that would build a Python object is no config at all.
+    config.write_text("train: !!python/object/apply:os.getcwd []\n", encoding="utf-8")
+    assert st.total_epochs(cell, {"epochs": 3}) == 3

@@ -46,6 +46,7 @@ from runner.folder import (
     SWEEP_FILES,
     set_aside_name,
 )
+from runner.io import safe_load_yaml
 from runner.sweep.failures import io_line
 
 # Of the cell's files (runner.folder.CELL_FILES, and .hydra/'s), the ones whose wrong type would only show
@@ -79,7 +80,7 @@ def config_damage(run_dir: Path) -> str | None:
 
     try:
         with open(run_dir / CONFIG_FILE, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
+            config = safe_load_yaml(handle)
     except FileNotFoundError:
         return None
     except (OSError, yaml.YAMLError) as error:

@@ -50,6 +50,7 @@ from runner.folder import (
     base_state,
     read_result,
 )
+from runner.io import safe_load_yaml
 
 # A cell's state: who works on it (running, busy: a second process found it locked; pending: queued),
 # nobody (unfinished: resumable), or how its record ends it (runner.folder.RECORD_STATUSES).
@@ -161,14 +162,29 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [{key: _float(value) for key, value in row.items() if key} for row in rows]
 
 
+# config.yaml by (path, modification time, size): a cell writes it once, and the live view
+# would otherwise parse every running cell's copy on every poll.
+_CONFIGS: dict[tuple[str, int, int], Any] = {}
+
+
+def _read_config(path: Path) -> Any:
+    """A cell's config.yaml as plain data, None when absent or unreadable; parsed once per version."""
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _CONFIGS:
+            if len(_CONFIGS) > 4096:  # a view that has outlived many sweeps' cells
+                _CONFIGS.clear()
+            with open(path, encoding="utf-8") as handle:
+                _CONFIGS[key] = safe_load_yaml(handle)
+        return _CONFIGS[key]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
 def total_epochs(run_dir: Path, result: dict[str, Any] | None) -> int | None:
     """N: `train.epochs` of the cell's config.yaml (plain YAML, never resolved), else of its result."""
-    config = None
-    try:
-        with open(run_dir / CONFIG_FILE, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError):
-        pass
+    config = _read_config(run_dir / CONFIG_FILE)
     if not isinstance(config, dict) and isinstance(result, dict):
         config = result.get("config")
     if isinstance(config, dict):
