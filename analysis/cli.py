@@ -28,13 +28,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from .columns import write_runs_csv
-from .figures import plot_curves, plot_table, save_figure
+from .figure_jobs import FigureJob, render_figures
+from .figures import plot_curves, plot_table
 from .grid_curves import curve_frame, plot_grid_curves
 from .output import OutputError, output_folder
-from .problems import one_line
 from .report import Report, build_report
 from .stats import select_runs
 from .sweep_figure import plot_sweep
@@ -121,48 +122,59 @@ def write_tables(report: Report, out: Path, formats: list[str]) -> list[Path]:
     return written
 
 
-def write_figures(report: Report, out: Path, which: str) -> tuple[list[Path], list[str]]:
-    """Draw the figures; a figure that cannot be drawn is a warning, never a crash."""
-    written, warnings = [], []
+def write_figures(report: Report, out: Path, which: str, workers: int | None = None) -> tuple[list[Path], list[str]]:
+    """Draw the figures; a figure that cannot be drawn is a warning, never a crash.
+
+    Drawing and saving is most of the analysis's time (matplotlib lays out and
+    rasterises every figure twice, PNG and PDF), and the figures are independent:
+    they are drawn by up to `workers` processes (default: one per available core).
+    """
     if which == "none":
-        return written, warnings
+        return [], []
     runs = report.loaded.runs
+    jobs: list[FigureJob] = []
+    warnings: list[str] = []
     for section in report.sections:
         if section.table.stats is None or section.table.stats.empty:  # no completed run: nothing to draw
             continue
         options = {"experiment": section.experiment, "variant": section.variant}
-        try:
-            figure = plot_table(runs, section.dataset, section.model, sharpness=report.sharpness, **options)
-            written += save_figure(figure, out / "figures" / section.table.key)
-        except Exception as exc:  # a plotting bug must not cost the tables
-            warnings.append(f"figure for {section.table.title}: {one_line(exc)}")
+        jobs.append(
+            FigureJob(
+                out / "figures" / section.table.key,
+                partial(plot_table, runs, section.dataset, section.model, sharpness=report.sharpness, **options),
+                f"figure for {section.table.title}",
+            )
+        )
         frame, unreadable = curve_frame(select_runs(runs, section.dataset, section.model, **options).runs)
         if which != "all":  # with per-run curves, those say which metrics.csv cannot be read
             warnings += [f"curves of {line}" for line in unreadable]
         if frame.empty:
             continue
-        try:
-            figure = plot_grid_curves(runs, section.dataset, section.model, frame=frame, **options)
-            written += save_figure(figure, out / "figures" / f"{section.table.key}-curves")
-        except Exception as exc:
-            warnings.append(f"curves for {section.table.title}: {one_line(exc)}")
+        jobs.append(
+            FigureJob(
+                out / "figures" / f"{section.table.key}-curves",
+                partial(plot_grid_curves, runs, section.dataset, section.model, frame=frame, **options),
+                f"curves for {section.table.title}",
+            )
+        )
     for view in report.sweeps:
-        try:
-            written += save_figure(plot_sweep(view.sweep, report.sharpness), out / "figures" / view.table.key)
-        except Exception as exc:
-            warnings.append(f"figure for {view.table.title}: {one_line(exc)}")
+        jobs.append(
+            FigureJob(
+                out / "figures" / view.table.key,
+                partial(plot_sweep, view.sweep, report.sharpness),
+                f"figure for {view.table.title}",
+            )
+        )
     if which == "all":
         root = report.loaded.root.resolve()  # run_dir is resolved too
         for run_dir in runs["run_dir"]:
             rel = os.path.relpath(run_dir, root)
             if not (Path(run_dir) / "metrics.csv").is_file():
                 continue
-            try:
-                stem = out / "figures" / "curves" / ("run" if rel == "." else rel)
-                written += save_figure(plot_curves(run_dir, title=rel), stem)
-            except Exception as exc:  # a truncated metrics.csv, say
-                warnings.append(f"curves for {rel}: {one_line(exc)}")
-    return written, warnings
+            stem = out / "figures" / "curves" / ("run" if rel == "." else rel)
+            jobs.append(FigureJob(stem, partial(plot_curves, run_dir, title=rel), f"curves for {rel}"))
+    written, failures = render_figures(jobs, workers)
+    return written, warnings + failures
 
 
 def main(argv: list[str] | None = None) -> int:
