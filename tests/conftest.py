@@ -81,8 +81,10 @@ def interrupt_sweep(args: list[str], results: Path, reaches: str) -> subprocess.
     """Start `launch.py -m ARGS` as a terminal's foreground job, and Ctrl-C it once two cells are training.
 
     `reaches="group"` signals the whole process group, as a terminal's Ctrl-C does; `"launcher"` only
-    the launching process, as `kill -INT PID` does. Returns the ended process, after checking that it
-    ended as an interrupted command must: status 130, an `interrupted:` line, and no traceback.
+    the launching process, as `kill -INT PID` does; `"terminate"` sends the launching process SIGTERM,
+    as `kill PID` or `timeout` does. Returns the ended process, after checking that it ended as an
+    interrupted command must: status 130 (143 after SIGTERM), an `interrupted:` line (`terminated:`),
+    and no traceback.
     """
     process = subprocess.Popen(
         [sys.executable, str(REPO / "launch.py"), "-m", *args, f"results_root={results}"],
@@ -103,9 +105,10 @@ def interrupt_sweep(args: list[str], results: Path, reaches: str) -> subprocess.
     if reaches == "group":
         os.killpg(process.pid, signal.SIGINT)
     else:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM if reaches == "terminate" else signal.SIGINT)
     out, err = process.communicate(timeout=180)
     assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
-    assert process.returncode == 130, err[-2000:]
-    assert [line for line in err.splitlines() if line.startswith("interrupted:")], err[-2000:]
+    status, word = (143, "terminated:") if reaches == "terminate" else (130, "interrupted:")
+    assert process.returncode == status, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith(word)], err[-2000:]
     return process

@@ -426,7 +426,7 @@ def test_ctrl_c_of_a_launch_is_one_line(tmp_path):
     assert [line for line in err.splitlines() if "rerun the same command" in line], err[-2000:]
 
 
-@pytest.mark.parametrize("reaches", ["group", "launcher"])
+@pytest.mark.parametrize("reaches", ["group", "launcher", "terminate"])
 def test_ctrl_c_of_a_local_multirun_is_one_line_and_stops_every_cell(tmp_path, reaches):
     """A terminal's Ctrl-C reaches the whole foreground group; `kill -INT` the launching process alone.
 

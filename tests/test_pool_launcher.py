@@ -91,7 +91,7 @@ def _live_members(group: int) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("reaches", ["group", "launcher"])
+@pytest.mark.parametrize("reaches", ["group", "launcher", "terminate"])
 def test_ctrl_c_of_a_pool_sweep_is_one_line_and_stops_every_worker(tmp_path, reaches):
     """As with a process per cell: status 130, one line, no traceback, no worker left, no cell finished."""
     sweep = [*QUICK, "train.epochs=100000", "seed=0,1,2", "hydra/launcher=pool", "cpu_threads=1"]

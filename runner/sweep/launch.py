@@ -26,7 +26,7 @@ import hydra
 from omegaconf import DictConfig
 
 import runner
-from runner.sweep import summary
+from runner.sweep import summary, termination
 from runner.sweep.config_dir import config_dir
 from runner.sweep.failures import describe
 
@@ -68,12 +68,13 @@ def run_app(app: Callable[[], Any]) -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        stopped = "terminated" if isinstance(interrupt, termination.Terminated) else "interrupted"
         print(
-            "interrupted: cells that were training keep their last checkpoint; rerun the same command to resume",
+            f"{stopped}: cells that were training keep their last checkpoint; rerun the same command to resume",
             file=sys.stderr,
         )
-        return 130
+        return termination.EXIT_STATUS if isinstance(interrupt, termination.Terminated) else 130
     except Exception as error:
         if wants_traceback:
             raise

@@ -39,6 +39,7 @@ from runner.sweep.failures import describe
 from runner.sweep.launcher_checks import launcher_problems
 from runner.sweep.launchers import JobEnded
 from runner.sweep.lock import lock_holder
+from runner.sweep.termination import sigterm_interrupts
 from runner.sweep.validate import KEYS, problems
 from runner.sweep.value_checks import added_key_problems
 from runner.sweep.verdict import REFUSE, SKIP, decide
@@ -117,7 +118,7 @@ class ValidatingSweeper(BasicSweeper):
         # `max_batch_size` bounds how many jobs one launch starts (the local launcher runs a batch at once).
         size = self.max_batch_size or len(batch)
         results: list[Sequence[JobReturn]] = []
-        with live.LiveView(sweep_dir, mode=self.live, every=self.live_every):
+        with sigterm_interrupts(), live.LiveView(sweep_dir, mode=self.live, every=self.live_every):
             for start in range(0, len(batch), size):
                 try:
                     results.append(self.launcher.launch(batch[start : start + size], initial_job_idx=start))
