@@ -3,8 +3,11 @@
 The analysis of a sweep draws dozens of independent figures, and matplotlib
 spends most of the analysis's time laying them out and writing each as PNG and
 PDF, one core at a time. The jobs are closures over the loaded runs, so the
-workers are forked (they inherit the jobs rather than receive them pickled);
-where fork is not available, or one core is, they are drawn here one by one.
+workers are forked (they inherit the jobs rather than receive them pickled).
+Where fork is not available, or one core is, or this process runs other
+threads (a fork copies only the calling thread, and a lock another thread
+held, of a stream or an allocator, would stay held in the child forever),
+they are drawn here one by one.
 Either way a figure that cannot be drawn is a warning, never a crash, and the
 paths and warnings come back in the order of the jobs.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -59,7 +63,7 @@ def render_figures(jobs: Sequence[FigureJob], workers: int | None = None) -> tup
     workers = min(available_cores() if workers is None else workers, len(jobs))
     _PENDING = jobs
     try:
-        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
             results = [_render(index) for index in range(len(jobs))]
         else:
             context = multiprocessing.get_context("fork")
