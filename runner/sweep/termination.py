@@ -1,6 +1,6 @@
 """SIGTERM of the launching process ends its sweep as Ctrl-C does, instead of orphaning its cells.
 
-`kill PID`, `timeout`, a job manager stopping a login-node session: each sends
+`kill PID`, `timeout`, a process manager stopping what a login node runs: each sends
 SIGTERM, whose default action ends the process at once. For a local or pool
 sweep that left every cell (or pool worker) running with no one to wait for it,
 still holding the cores and writing results. While a sweep launches and waits,
