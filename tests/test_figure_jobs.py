@@ -10,12 +10,11 @@ import threading
 from functools import partial
 from pathlib import Path
 
+from conftest import REPO
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.figure_jobs import FigureJob, render_figures
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _line(slope: float, pids: Path) -> Figure:
