@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io as io_module
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -85,6 +87,29 @@ def test_a_failing_writer_keeps_the_old_file_and_leaves_no_temporary(tmp_path: P
         checkpoint.atomic_torch_save(path, {"epoch": 2, "bad": lambda: None})  # lambdas cannot be pickled
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["checkpoint.pt"]
+
+
+class _InterruptedFile(io_module.BytesIO):
+    """A file whose `at`-th write is where the process gets SIGINT (Ctrl-C), as a real signal."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.writes = at, 0
+
+    def write(self, data) -> int:
+        self.writes += 1
+        if self.writes == self.at:
+            signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt right here
+        return super().write(data)
+
+
+@pytest.mark.parametrize("at", range(1, 12))
+def test_ctrl_c_while_a_checkpoint_is_written_stays_an_interrupt(tmp_path: Path, at: int) -> None:
+    """torch's zip writer turns most exceptions of a write into `RuntimeError: unexpected pos`: a Ctrl-C
+    landing there must still stop the run (not be recorded as a failed one)."""
+    state = {f"layer{i}": torch.zeros(64) for i in range(4)}
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint._torch_save(state, _InterruptedFile(at), tmp_path / "checkpoint.pt")
 
 
 def _leftover_of_a_killed_writer(folder: Path, name: str) -> Path:

@@ -72,17 +72,23 @@ class Progress:
 
 
 class _Recording:
-    """A file handle that keeps the OSError of a failed write: torch's zip writer reports a full disk
-    as `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`, naming neither."""
+    """A file handle that keeps what a failed write raised, which torch's zip writer would replace.
+
+    The writer calls `write` from C++ and turns whatever it raises into `RuntimeError: [enforce fail at
+    inline_container.cc] unexpected pos`, naming nothing: a full disk (OSError), and also a Ctrl-C or a
+    requeue's exit that Python delivers inside the call (KeyboardInterrupt, SystemExit). An interrupt
+    turned into a RuntimeError would be recorded as a failed run instead of stopping it, so the
+    original is kept here and raised again in its place.
+    """
 
     def __init__(self, handle: IO[bytes]) -> None:
         self.handle = handle
-        self.error: OSError | None = None
+        self.error: BaseException | None = None
 
     def write(self, data: bytes) -> int:
         try:
             return self.handle.write(data)
-        except OSError as error:
+        except BaseException as error:
             self.error = error
             raise
 
@@ -101,7 +107,9 @@ def _torch_save(obj: Any, handle: IO[bytes], path: Path) -> None:
     except RuntimeError:
         if recording.error is None:
             raise
-        raise OSError(recording.error.errno, recording.error.strerror, str(path)) from None
+        if isinstance(recording.error, OSError):
+            raise OSError(recording.error.errno, recording.error.strerror, str(path)) from None
+        raise recording.error from None
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
