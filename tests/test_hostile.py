@@ -119,6 +119,19 @@ def test_values_that_reach_a_constructor_are_refused_in_one_line(overrides, name
     assert len(found) == 1 and named in found[0], found
 
 
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["optimizer.base.nesterov=true"], "Nesterov momentum requires a momentum"),
+        (["optimizer/base=adamw", "+optimizer.base.amsgradd=true"], "unexpected keyword argument 'amsgradd'"),
+    ],
+)
+def test_settings_only_the_optimizer_checks_are_refused_in_its_words(overrides, named):
+    """What only torch's constructor knows is still caught at launch, before any cell trains."""
+    (found,) = problems(compose_cell(overrides), check_environment=False)
+    assert found.startswith("optimizer.base (torch.optim.") and named in found, found
+
+
 def test_the_cell_itself_passes_those_checks():
     assert problems(compose_cell([]), check_environment=False) == []
     assert problems(compose_cell(["optimizer=gsam", "optimizer/base=adamw", "optimizer.lr=1e-3"])) == []
