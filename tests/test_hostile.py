@@ -458,6 +458,8 @@ def test_ctrl_c_of_a_local_multirun_is_one_line_and_stops_every_cell(tmp_path, r
 
 
 SLOW_CELL = [*QUICK, "optimizer=sam", "dataset.train_size=2048", "model.width=16", "train.epochs=3"]
+# Two launches started together overlap from their first second: no need for SLOW_CELL's length.
+CONCURRENT_CELL = [*QUICK, "optimizer=sam", "dataset.train_size=1024", "train.epochs=3"]
 
 
 def records(root: Path) -> dict[Path, dict]:
@@ -522,7 +524,7 @@ def test_concurrent_launches_with_different_lr_keep_their_own_numbers(results_ro
             [
                 sys.executable,
                 str(REPO / "launch.py"),
-                *SLOW_CELL,
+                *CONCURRENT_CELL,
                 f"optimizer.lr={lr}",
                 f"results_root={results_root / 'both'}",
             ],
@@ -538,7 +540,7 @@ def test_concurrent_launches_with_different_lr_keep_their_own_numbers(results_ro
         assert process.wait(timeout=600) == 0, process.stderr.read()
     found = {r["config"]["optimizer"]["lr"]: r for r in records(results_root / "both").values()}
     assert set(found) == {0.05, 0.1}
-    launch([*SLOW_CELL, "optimizer.lr=0.05", f"results_root={results_root / 'clean'}"], check=True)
+    launch([*CONCURRENT_CELL, "optimizer.lr=0.05", f"results_root={results_root / 'clean'}"], check=True)
     (reference,) = records(results_root / "clean").values()
     assert numbers(found[0.05]) == numbers(reference)
 

@@ -85,8 +85,7 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(results_root):
         *FAST,
         "optimizer=sam",
         "schedule=batch",
-        "dataset.train_size=2048",
-        "model.width=16",
+        "dataset.train_size=1024",
         "train.epochs=4",
         "train.increasing_batch_sizes=[16,32]",
     ]
@@ -101,7 +100,7 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(results_root):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    cell = "epochs=4,increasing_batch_sizes=16-32,train_size=2048,width=16"
+    cell = "epochs=4,increasing_batch_sizes=16-32,train_size=1024,width=8"
     checkpoint = killed_root / "adhoc" / "synthetic-resnet18" / "sam-batch" / cell / "seed=0" / "checkpoint.pt"
     deadline = time.time() + 300
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
