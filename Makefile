@@ -8,9 +8,10 @@ PY := $(VENV)/bin/python
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 # Test files spread over up to four processes (pytest-xdist), a file's tests in one of them, so
 # a module's fixtures are built once; most tests start training processes with one thread each.
+# The twenty slowest tests are listed at the end, to see where the suite spends its time.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 SPREAD := -n $(TEST_WORKERS) --dist loadfile
-PYTEST_ARGS ?= -m "not slow" $(SPREAD)
+PYTEST_ARGS ?= -m "not slow" $(SPREAD) --durations=20
 
 .PHONY: setup demo lint test test-all bench clean
 
