@@ -19,6 +19,7 @@ launcher and preset gets it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -36,6 +37,7 @@ from runner.folder import JOB_CANCELLED, JOB_ENDED_EARLY, MULTIRUN_FILE, PLAN_FI
 from runner.io import atomic_write_json
 from runner.sweep import cell_state, identity, live
 from runner.sweep.failures import describe
+from runner.sweep.forked_map import available_cores, forked_map
 from runner.sweep.launcher_checks import launcher_problems
 from runner.sweep.launchers import JobEnded
 from runner.sweep.lock import lock_holder
@@ -45,6 +47,10 @@ from runner.sweep.value_checks import added_key_problems
 from runner.sweep.verdict import REFUSE, SKIP, decide
 
 log = logging.getLogger(__name__)
+# Planning processes under `plan_processes: auto`: one per core, at most this many, each given at least
+# CELLS_PER_PLAN_PROCESS cells (a child pays the imports of the validation once, ~5 s on a slow CPU).
+MAX_PLAN_PROCESSES = 8
+CELLS_PER_PLAN_PROCESS = 4
 
 
 @dataclass
@@ -69,10 +75,12 @@ class ValidatingSweeper(BasicSweeper):
         params: dict[str, str] | None = None,
         live: str = "auto",
         live_every: float = 2.0,
+        plan_processes: Any = "auto",
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self._references: dict[tuple[str, ...], DictConfig] = {}
         self.live, self.live_every = str(live), float(live_every)
+        self.plan_processes = plan_processes
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
@@ -80,6 +88,13 @@ class ValidatingSweeper(BasicSweeper):
             print(
                 f"error: hydra.sweeper.live={self.live!r} / live_every={self.live_every:g}: live is one of "
                 f"{', '.join(live.MODES)} and live_every a number of seconds > 0",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        if planning_processes(self.plan_processes, 1) is None:
+            print(
+                f"error: hydra.sweeper.plan_processes={self.plan_processes!r}: auto (one process per core, up to "
+                f"{MAX_PLAN_PROCESSES}) or a whole number >= 1",
                 file=sys.stderr,
             )
             sys.exit(2)
@@ -143,46 +158,74 @@ class ValidatingSweeper(BasicSweeper):
         return self._references[key]
 
     def _plan(self, grid: list[list[str]]) -> tuple[list[PlannedCell], list[str]]:
-        """Compose, validate and place every cell; problems come back as one line per bad cell."""
+        """Compose, validate and place every cell; problems come back as one line per bad cell.
+
+        The cells are examined independently, in several processes when the sweep is large enough
+        (runner.sweep.forked_map); what one cell means for another (two points of the sweep that
+        land in one folder) is decided here afterwards, in the sweep's order.
+        """
         launcher = str(OmegaConf.select(self.config, "hydra.launcher._target_") or "")
-        on_cluster = "Slurm" in launcher
-        workers = _workers(self.config)
+        examine = functools.partial(self._examine, on_cluster="Slurm" in launcher, workers=_workers(self.config))
+        processes = planning_processes(self.plan_processes, len(grid)) or 1
         cells: list[PlannedCell] = []
         errors: list[str] = []
         seen: dict[Path, PlannedCell] = {}
-        for index, overrides in enumerate(grid):
-            shown = " ".join(overrides) or "(no overrides)"
-            try:
-                cfg = self._compose(overrides)
-                found = added_key_problems(overrides, cfg, KEYS)
-                found += problems(cfg, check_environment=not on_cluster, workers=workers)
-                if found:
-                    errors.extend(f"cell [{shown}]: {problem}" for problem in found)
-                    continue
-                cell_identity = identity.cell_identity(
-                    cfg, overrides, self._compose_reference, dict(cfg.hydra.runtime.choices)
-                )
-                with open_dict(cfg):
-                    cfg.variant = cell_identity.name
-                run_dir = Path(str(cfg.run_dir)).absolute()
-            except Exception as error:  # a composition error names the override itself
-                errors.append(f"cell [{shown}]: {describe(error)[1]}")
+        for found in forked_map(examine, list(enumerate(grid)), processes):
+            if isinstance(found, list):  # the cell's problems
+                errors.extend(found)
                 continue
-            cell = PlannedCell(
-                index,
-                list(overrides),
-                run_dir,
-                _relative(run_dir, self.config),
-                cell_identity.name,
-                cell_identity.values,
-            )
-            cell.action, cell.reason = _action(cell, cfg, seen)
-            if cell.action == "error":
-                errors.append(f"cell [{shown}]: {cell.reason}")
+            cell = found
+            if cell.run_dir in seen:
+                cell.action = "skip-duplicate"
+                cell.reason = f"same effective config as [{' '.join(seen[cell.run_dir].overrides)}]"
+            elif cell.action == "error":
+                errors.append(f"cell [{' '.join(cell.overrides) or '(no overrides)'}]: {cell.reason}")
                 continue
-            seen.setdefault(run_dir, cell)
+            seen.setdefault(cell.run_dir, cell)
             cells.append(cell)
         return cells, errors
+
+    def _examine(self, numbered: tuple[int, list[str]], on_cluster: bool, workers: int) -> PlannedCell | list[str]:
+        """One cell: its config composed and validated, its folder, and what to do there (or its problems)."""
+        index, overrides = numbered
+        shown = " ".join(overrides) or "(no overrides)"
+        try:
+            cfg = self._compose(overrides)
+            found = added_key_problems(overrides, cfg, KEYS)
+            found += problems(cfg, check_environment=not on_cluster, workers=workers)
+            if found:
+                return [f"cell [{shown}]: {problem}" for problem in found]
+            choices = dict(cfg.hydra.runtime.choices)
+            cell_identity = identity.cell_identity(cfg, overrides, self._compose_reference, choices)
+            with open_dict(cfg):
+                cfg.variant = cell_identity.name
+            run_dir = Path(str(cfg.run_dir)).absolute()
+        except Exception as error:  # a composition error names the override itself
+            return [f"cell [{shown}]: {describe(error)[1]}"]
+        cell = PlannedCell(
+            index,
+            list(overrides),
+            run_dir,
+            _relative(run_dir, self.config),
+            cell_identity.name,
+            cell_identity.values,
+        )
+        cell.action, cell.reason = _action(cell, cfg)
+        return cell
+
+
+def planning_processes(setting: Any, cells: int) -> int | None:
+    """How many processes plan `cells` cells under `hydra.sweeper.plan_processes`; None if the setting is invalid.
+
+    `auto` forks one per core (up to MAX_PLAN_PROCESSES) once there are at least
+    CELLS_PER_PLAN_PROCESS cells for each, since every child imports what the
+    validation needs (torch among it) on its own.
+    """
+    if str(setting) == "auto":
+        return max(1, min(available_cores(), MAX_PLAN_PROCESSES, cells // CELLS_PER_PLAN_PROCESS))
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        return None
+    return setting
 
 
 def _workers(config: DictConfig) -> int:
@@ -199,11 +242,8 @@ def _relative(run_dir: Path, config: DictConfig) -> str:
         return str(run_dir)
 
 
-def _action(cell: PlannedCell, cfg: DictConfig, seen: dict[Path, PlannedCell]) -> tuple[str, str]:
-    """What to do with a cell before launching anything: launch it, or why not."""
-    if cell.run_dir in seen:
-        first = seen[cell.run_dir]
-        return "skip-duplicate", f"same effective config as [{' '.join(first.overrides)}]"
+def _action(cell: PlannedCell, cfg: DictConfig) -> tuple[str, str]:
+    """What to do with a cell before launching anything, seen alone: launch it, or why not."""
     verdict = decide(cell.run_dir, cfg)
     if verdict.action == REFUSE:
         return "error", "; ".join(verdict.reason.splitlines())
