@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io as io_module
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -90,7 +89,11 @@ def test_a_failing_writer_keeps_the_old_file_and_leaves_no_temporary(tmp_path: P
 
 
 class _InterruptedFile(io_module.BytesIO):
-    """A file whose `at`-th write is where the process gets SIGINT (Ctrl-C), as a real signal."""
+    """A file whose `at`-th write is where Ctrl-C lands: Python's SIGINT handler raises KeyboardInterrupt there.
+
+    Raised directly rather than through a real signal, whose disposition a test runner's worker may have
+    changed (pytest-xdist's ignore SIGINT).
+    """
 
     def __init__(self, at: int) -> None:
         super().__init__()
@@ -99,7 +102,7 @@ class _InterruptedFile(io_module.BytesIO):
     def write(self, data) -> int:
         self.writes += 1
         if self.writes == self.at:
-            signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt right here
+            raise KeyboardInterrupt
         return super().write(data)
 
 
