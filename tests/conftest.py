@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -54,6 +56,17 @@ def launch(
     if check and result.returncode != 0:
         raise AssertionError(f"launch.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def json_of_a_fresh_process(script: str) -> Any:
+    """The JSON a `python -c SCRIPT` prints last, run in the repository by a process of its own.
+
+    For code that behaves differently with other threads running (a fork copies only the calling
+    thread), which pytest-xdist's workers always have.
+    """
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

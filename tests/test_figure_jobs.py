@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 from functools import partial
 from pathlib import Path
 
-from conftest import REPO
+from conftest import json_of_a_fresh_process
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -40,15 +37,12 @@ def jobs(folder: Path) -> list[FigureJob]:
 
 def render_in_a_fresh_process(folder: Path, workers: int) -> dict:
     """render_figures in a process of its own, with no thread but its main one (pytest's workers have more)."""
-    script = (
+    return json_of_a_fresh_process(
         "import json, sys; from pathlib import Path; sys.path.insert(0, 'tests'); "
         "from test_figure_jobs import jobs; from analysis.figure_jobs import render_figures; "
         f"written, warnings = render_figures(jobs(Path({str(folder)!r})), workers={workers}); "
         "print(json.dumps({'written': [str(p) for p in written], 'warnings': warnings}))"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_workers_write_what_one_process_writes_and_a_failure_is_one_warning(tmp_path):

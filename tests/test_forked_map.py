@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 
 import pytest
-from conftest import REPO, launch
+from conftest import json_of_a_fresh_process, launch
 
 from runner.sweep.forked_map import forked_map
 from runner.sweep.sweeper import planning_processes
@@ -28,15 +25,12 @@ def square_and_pid(item: int) -> tuple[int, int]:
 
 def map_in_a_fresh_process(processes: int) -> dict:
     """forked_map in a process of its own, with no thread but its main one (pytest's workers have more)."""
-    script = (
+    return json_of_a_fresh_process(
         "import json, sys; sys.path.insert(0, 'tests'); import test_forked_map as t; "
         "from runner.sweep.forked_map import forked_map; t.PARENT = __import__('os').getpid(); "
         f"out = forked_map(t.square_and_pid, list(range(12)), {processes}); "
         "print(json.dumps({'parent': t.PARENT, 'out': out}))"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_children_compute_in_order_and_a_failed_share_is_computed_again_here():
