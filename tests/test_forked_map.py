@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 from conftest import json_of_a_fresh_process, launch
@@ -53,6 +54,30 @@ def test_one_process_or_other_threads_run_everything_here():
         assert forked_map(square_and_pid, [1, 2, 3, 4], 2) == [(k * k, os.getpid()) for k in (1, 2, 3, 4)]
     finally:
         started.set()
+
+
+def sleep_in_a_child(folder: str) -> None:
+    """Note which process runs this; a child then sleeps long past the test."""
+    with open(f"{folder}/pids", "a", encoding="utf-8") as handle:
+        handle.write(f"{os.getpid()}\n")
+    if os.getpid() != PARENT:
+        time.sleep(120)
+
+
+def test_ctrl_c_of_the_caller_leaves_no_child(tmp_path):
+    found = json_of_a_fresh_process(
+        "import json, os, signal, sys, time; sys.path.insert(0, 'tests'); import test_forked_map as t; "
+        "from runner.sweep.forked_map import forked_map; t.PARENT = os.getpid(); "
+        "signal.signal(signal.SIGALRM, signal.default_int_handler); signal.alarm(3)\n"
+        f"try:\n    forked_map(t.sleep_in_a_child, [{str(tmp_path)!r}] * 4, 2); ended = 'returned'\n"
+        "except KeyboardInterrupt:\n    ended = 'interrupted'\n"
+        f"pids = [int(p) for p in open({str(tmp_path / 'pids')!r}).read().split()]\n"
+        "def alive(pid):\n    try:\n        os.kill(pid, 0)\n        return True\n"
+        "    except ProcessLookupError:\n        return False\n"
+        "print(json.dumps({'ended': ended, 'pids': pids, 'alive': [p for p in pids if alive(p)]}))"
+    )
+    assert found["ended"] == "interrupted"
+    assert len(found["pids"]) == 2 and found["alive"] == [], found  # both children started, none left
 
 
 def test_an_error_raises_in_the_caller_as_in_a_loop():

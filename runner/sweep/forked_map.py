@@ -51,7 +51,7 @@ def forked_map(function: Callable[[Item], Result], items: Sequence[Item], proces
         return [function(item) for item in items]
     sys.stdout.flush()  # a child must not inherit output still buffered here
     sys.stderr.flush()
-    children: list[tuple[int, int, range]] = []
+    children: list[tuple[int, int, range]] = []  # forked, not yet collected: (pid, read end, share)
     found: dict[int, tuple[bool, Any]] = {}
     try:
         for first in range(processes):
@@ -68,16 +68,18 @@ def forked_map(function: Callable[[Item], Result], items: Sequence[Item], proces
                 _child(function, items, share, write)
             os.close(write)
             children.append((pid, read, share))
-        for pid, read, share in children:
-            found.update(_collect(pid, read, share))
+        while children:
+            pid, read, share = children.pop(0)
+            try:
+                found.update(_collect(pid, read, share))  # closes `read` and reaps the child
+            except BaseException:
+                _stop(pid)
+                raise
     except BaseException:  # Ctrl-C: no child outlives the call
         for pid, read, _ in children:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
                 os.close(read)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            _stop(pid)
         raise
     results = []
     for index, item in enumerate(items):
@@ -105,6 +107,14 @@ def _child(function: Callable[[Any], Any], items: Sequence[Any], share: range, w
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(status)
+
+
+def _stop(pid: int) -> None:
+    """Kill a child that was not reaped yet (so its pid is still its own) and reap it."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _collect(pid: int, read: int, share: range) -> dict[int, tuple[bool, Any]]:
