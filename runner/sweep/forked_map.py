@@ -32,7 +32,10 @@ Result = TypeVar("Result")
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    """Cores this process may run on (its affinity mask, not the machine's count).
+
+    analysis.figure_jobs keeps its own copy: the analysis imports nothing of the runner.
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -179,7 +179,7 @@ class ValidatingSweeper(BasicSweeper):
                 cell.action = "skip-duplicate"
                 cell.reason = f"same effective config as [{' '.join(seen[cell.run_dir].overrides)}]"
             elif cell.action == "error":
-                errors.append(f"cell [{' '.join(cell.overrides) or '(no overrides)'}]: {cell.reason}")
+                errors.append(f"cell [{_shown(cell.overrides)}]: {cell.reason}")
                 continue
             seen.setdefault(cell.run_dir, cell)
             cells.append(cell)
@@ -188,7 +188,7 @@ class ValidatingSweeper(BasicSweeper):
     def _examine(self, numbered: tuple[int, list[str]], on_cluster: bool, workers: int) -> PlannedCell | list[str]:
         """One cell: its config composed and validated, its folder, and what to do there (or its problems)."""
         index, overrides = numbered
-        shown = " ".join(overrides) or "(no overrides)"
+        shown = _shown(overrides)
         try:
             cfg = self._compose(overrides)
             found = added_key_problems(overrides, cfg, KEYS)
@@ -226,6 +226,11 @@ def planning_processes(setting: Any, cells: int) -> int | None:
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         return None
     return setting
+
+
+def _shown(overrides: Sequence[str]) -> str:
+    """A cell as its error lines name it: its overrides as typed."""
+    return " ".join(overrides) or "(no overrides)"
 
 
 def _workers(config: DictConfig) -> int:
