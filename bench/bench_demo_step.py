@@ -1,6 +1,7 @@
 """Benchmark: what one training step of the demo's model costs per example, by width, image size and batch.
 
-    .venv/bin/python bench/bench_demo_step.py [--widths 12,10] [--sizes 12,10] [--batches 16,64,128] [--compile]
+    .venv/bin/python bench/bench_demo_step.py [--widths 12,10] [--sizes 12,10] [--batches 16,64,128]
+        [--depths 18,10] [--compile]
 
 At the demo's sizes (ResNet-18 of width ~12 on 12 px digits) a step is not
 all arithmetic: a fixed cost per step (operator dispatch, oneDNN's small
@@ -9,7 +10,9 @@ image saves less than its FLOPs, and a batch of 16 costs far more per example
 than one of 64. This times forward, backward and an SGD step on random data,
 one thread, channels-last (as the demo on a CPU), every configuration once per
 round with the rounds interleaved, and prints the median CPU time per example
-and its ratio to the first width and size. `--compile` adds the first width and size
+and its ratio to the first width and size. `--depths 18,10` adds every width at the first
+size as a ResNet-10 too (ResNet-18's four stages with one BasicBlock each rather than two:
+half the convolutions, the same widths and strides). `--compile` adds the first width and size
 under `torch.compile` (inductor; its compilation, once per batch shape, is in the warm-up
 step and not timed).
 """
@@ -22,7 +25,10 @@ import time
 
 import torch
 
-from runner.models import cifar_resnet18
+from runner.models.resnet_cifar import CifarResNet
+
+# ResNet depth -> BasicBlocks per stage (18 is the demo's network)
+BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 10: (1, 1, 1, 1)}
 
 
 def per_example_seconds(model: torch.nn.Module, size: int, batch: int, examples: int = 1024) -> float:
@@ -49,37 +55,49 @@ def main() -> None:
     parser.add_argument("--widths", default="12,10")
     parser.add_argument("--sizes", default="12,10")
     parser.add_argument("--batches", default="16,64,128")
+    parser.add_argument("--depths", default="18", help=f"ResNet depths, of {sorted(BLOCKS_PER_STAGE)}")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time the first width and size compiled")
     args = parser.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
+    depths = [int(d) for d in args.depths.split(",")]
+    unknown = [d for d in depths if d not in BLOCKS_PER_STAGE]
+    if unknown or 18 not in depths:
+        parser.error(f"--depths {args.depths!r}: each must be one of {sorted(BLOCKS_PER_STAGE)}, 18 included")
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    models = {(w, False): cifar_resnet18(num_classes=10, width=w).to(memory_format=torch.channels_last) for w in widths}
-    # the reference (first width, first size) and every other width or size alone, not their products
-    configs = [(widths[0], sizes[0], False)] + [(w, sizes[0], False) for w in widths[1:]]
-    configs += [(widths[0], s, False) for s in sizes[1:]]
+
+    def build(depth: int, width: int) -> torch.nn.Module:
+        model = CifarResNet(BLOCKS_PER_STAGE[depth], num_classes=10, width=width)
+        return model.to(memory_format=torch.channels_last)
+
+    # (depth, width, size, compiled): the reference (ResNet-18, first width, first size) and
+    # every other width, size or depth alone, not all their products
+    configs = [(18, widths[0], sizes[0], False)] + [(18, w, sizes[0], False) for w in widths[1:]]
+    configs += [(18, widths[0], s, False) for s in sizes[1:]]
+    configs += [(d, w, sizes[0], False) for d in depths if d != 18 for w in widths]
+    models = {(d, w, c): build(d, w) for d, w, _, c in configs}
     if args.compile:
-        reference = cifar_resnet18(num_classes=10, width=widths[0]).to(memory_format=torch.channels_last)
-        models[(widths[0], True)] = torch.compile(reference)
-        configs.append((widths[0], sizes[0], True))
-    times: dict[tuple[int, int, bool, int], list[float]] = {}
+        models[(18, widths[0], True)] = torch.compile(build(18, widths[0]))
+        configs.append((18, widths[0], sizes[0], True))
+    times: dict[tuple[int, int, int, bool, int], list[float]] = {}
     for _ in range(args.rounds):
-        for width, size, compiled in configs:
+        for depth, width, size, compiled in configs:
             for batch in batches:
-                seconds = per_example_seconds(models[(width, compiled)], size, batch)
-                times.setdefault((width, size, compiled, batch), []).append(seconds)
+                seconds = per_example_seconds(models[(depth, width, compiled)], size, batch)
+                times.setdefault((depth, width, size, compiled, batch), []).append(seconds)
     print("| model, image | " + " | ".join(f"batch {b}" for b in batches) + " |")
     print("|---|" + "---:|" * len(batches))
-    for width, size, compiled in configs:
+    for depth, width, size, compiled in configs:
         cells = []
         for batch in batches:
-            median = statistics.median(times[(width, size, compiled, batch)])
-            reference = statistics.median(times[(widths[0], sizes[0], False, batch)])
+            median = statistics.median(times[(depth, width, size, compiled, batch)])
+            reference = statistics.median(times[(18, widths[0], sizes[0], False, batch)])
             cells.append(f"{median * 1e6:.0f} us ({median / reference:.2f})")
-        label = f"width {width}, {size} px" + (", torch.compile" if compiled else "")
+        name = "" if depth == 18 else f"ResNet-{depth}, "
+        label = f"{name}width {width}, {size} px" + (", torch.compile" if compiled else "")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
