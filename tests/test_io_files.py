@@ -115,6 +115,31 @@ def test_ctrl_c_while_a_checkpoint_is_written_stays_an_interrupt(tmp_path: Path,
         checkpoint._torch_save(state, _InterruptedFile(at), tmp_path / "checkpoint.pt")
 
 
+class _InterruptedOnEntry(checkpoint._Recording):
+    """A recording file whose `at`-th write is interrupted before its first line runs, as when Python's
+    signal check at a call's first instruction raises KeyboardInterrupt: outside the recorded call."""
+
+    at = 0
+
+    def write(self, data: bytes) -> int:
+        type(self).writes += 1
+        if type(self).writes == self.at:
+            raise KeyboardInterrupt
+        return super().write(data)
+
+
+@pytest.mark.parametrize("at", range(1, 12))
+def test_ctrl_c_at_the_entry_of_a_write_stays_an_interrupt(tmp_path: Path, monkeypatch, at: int) -> None:
+    """The zip writer's exit then fails on the half-written entry (`unexpected pos`) with the interrupt
+    as its context only: the run must still stop, not be recorded as failed."""
+    monkeypatch.setattr(_InterruptedOnEntry, "at", at)
+    monkeypatch.setattr(_InterruptedOnEntry, "writes", 0, raising=False)
+    monkeypatch.setattr(checkpoint, "_Recording", _InterruptedOnEntry)
+    state = {f"layer{i}": torch.zeros(64) for i in range(4)}
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint._torch_save(state, io_module.BytesIO(), tmp_path / "checkpoint.pt")
+
+
 def _leftover_of_a_killed_writer(folder: Path, name: str) -> Path:
     """Start a writer in a real process, kill it inside the write, return the temporary file it left."""
     script = textwrap.dedent("""

@@ -104,8 +104,13 @@ def _torch_save(obj: Any, handle: IO[bytes], path: Path) -> None:
     except OSError as error:
         error.filename = error.filename or str(path)
         raise
-    except RuntimeError:
+    except RuntimeError as error:
         if recording.error is None:
+            # The interrupt can also land outside the recorded call: at the first instruction of
+            # `write`, or in torch.save's own Python code, and the writer's exit then fails on the
+            # half-written entry. Python keeps the interrupt as the RuntimeError's context.
+            if isinstance(error.__context__, (KeyboardInterrupt, SystemExit)):
+                raise error.__context__ from None
             raise
         if isinstance(recording.error, OSError):
             raise OSError(recording.error.errno, recording.error.strerror, str(path)) from None
