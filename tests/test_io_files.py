@@ -119,11 +119,13 @@ class _InterruptedOnEntry(checkpoint._Recording):
     """A recording file whose `at`-th write is interrupted before its first line runs, as when Python's
     signal check at a call's first instruction raises KeyboardInterrupt: outside the recorded call."""
 
-    at = 0
+    def __init__(self, handle, at: int) -> None:
+        super().__init__(handle)
+        self.at, self.writes = at, 0
 
     def write(self, data: bytes) -> int:
-        type(self).writes += 1
-        if type(self).writes == self.at:
+        self.writes += 1
+        if self.writes == self.at:
             raise KeyboardInterrupt
         return super().write(data)
 
@@ -132,9 +134,7 @@ class _InterruptedOnEntry(checkpoint._Recording):
 def test_ctrl_c_at_the_entry_of_a_write_stays_an_interrupt(tmp_path: Path, monkeypatch, at: int) -> None:
     """The zip writer's exit then fails on the half-written entry (`unexpected pos`) with the interrupt
     as its context only: the run must still stop, not be recorded as failed."""
-    monkeypatch.setattr(_InterruptedOnEntry, "at", at)
-    monkeypatch.setattr(_InterruptedOnEntry, "writes", 0, raising=False)
-    monkeypatch.setattr(checkpoint, "_Recording", _InterruptedOnEntry)
+    monkeypatch.setattr(checkpoint, "_Recording", lambda handle: _InterruptedOnEntry(handle, at))
     state = {f"layer{i}": torch.zeros(64) for i in range(4)}
     with pytest.raises(KeyboardInterrupt):
         checkpoint._torch_save(state, io_module.BytesIO(), tmp_path / "checkpoint.pt")
